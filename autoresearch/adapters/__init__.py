@@ -1,0 +1,1 @@
+"""What the services talk to: the database, and (elsewhere) queues, LLMs, storage and trackers."""

@@ -1,0 +1,164 @@
+"""The offline proposer: an environment's catalog of known techniques and numeric mutations.
+
+`catalog.toml` lists techniques (an idea plus the diff that implements it against the baseline)
+and mutations (multiply or set one `name = number` line of an editable file). Edits reach the
+parent's code through the same patch pipeline as any other proposer's.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tomllib
+from collections.abc import Mapping, Set
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autoresearch.domain.diffs import make_diff
+from autoresearch.domain.lineage import Lineage
+from autoresearch.domain.model import IdeaOrigin, Trial
+from autoresearch.environment import Environment, describe_validation_error
+from autoresearch.errors import ConfigError
+from autoresearch.services.proposer import Proposal
+
+CATALOG_FILE = "catalog.toml"
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TechniqueEntry(_Entry):
+    key: str = Field(pattern=r"^[a-z0-9_]+$")
+    surface: str
+    hypothesis: str = Field(min_length=1)
+    diff: str
+
+
+class MutationEntry(_Entry):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: str
+    surface: str = "hyperparameters"
+    factors: list[float] = Field(default_factory=list)
+    values: list[float] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _has_choices(self) -> MutationEntry:
+        if not self.factors and not self.values:
+            raise ValueError(f"mutation {self.name!r} needs factors or values")
+        return self
+
+
+class CatalogFile(_Entry):
+    technique: list[TechniqueEntry] = Field(default_factory=list)
+    mutation: list[MutationEntry] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Technique:
+    key: str
+    surface: str
+    hypothesis: str
+    diff: str
+
+
+def load_catalog(env: Environment) -> tuple[list[Technique], list[MutationEntry]]:
+    path = env.root / CATALOG_FILE
+    if not path.exists():
+        return [], []
+    try:
+        parsed = CatalogFile.model_validate(tomllib.loads(path.read_text()))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+    techniques = []
+    for entry in parsed.technique:
+        diff_path = env.root / entry.diff
+        if not diff_path.is_file():
+            raise ConfigError(f"{path}: technique {entry.key!r}: diff file {entry.diff} does not exist")
+        techniques.append(
+            Technique(entry.key, entry.surface, entry.hypothesis.strip(), diff_path.read_text())
+        )
+    return techniques, list(parsed.mutation)
+
+
+def _format(value: float, integer: bool) -> str:
+    return str(round(value)) if integer else f"{value:.4g}"
+
+
+class CatalogProposer:
+    """Untried techniques first (those sharing most words with the research goal lead), mixed with mutations."""
+
+    def __init__(self, env: Environment, goal: str = "", mutation_rate: float = 0.3) -> None:
+        self.techniques, self.mutations = load_catalog(env)
+        self.mutation_rate = mutation_rate
+        goal_words = _words(goal)
+        self._goal_matches = {
+            t.key: len(goal_words & _words(f"{t.key.replace('_', ' ')} {t.surface} {t.hypothesis}"))
+            for t in self.techniques
+        }
+
+    def propose(
+        self, parent: Trial, parent_code: Mapping[str, str], lineage: Lineage, rng: random.Random
+    ) -> Proposal | None:
+        blocked = lineage.ancestry_keys(parent.id) | lineage.tried_on(parent.id)
+        fresh = [t for t in self.techniques if t.key not in blocked]
+        if fresh and (not self.mutations or rng.random() >= self.mutation_rate):
+            return self._technique(fresh, lineage, rng)
+        mutation = self._mutate(parent_code, blocked, rng)
+        if mutation is None and fresh:
+            return self._technique(fresh, lineage, rng)
+        return mutation
+
+    def _technique(self, fresh: list[Technique], lineage: Lineage, rng: random.Random) -> Proposal:
+        def rank(t: Technique) -> tuple[int, bool]:
+            return (-self._goal_matches[t.key], t.key in lineage.tried_keys)
+
+        top = min(rank(t) for t in fresh)
+        t = rng.choice([t for t in fresh if rank(t) == top])
+        return Proposal(t.hypothesis, IdeaOrigin.CATALOG, t.diff, t.surface, t.key, against_baseline=True)
+
+    def _mutate(
+        self, parent_code: Mapping[str, str], blocked: Set[str], rng: random.Random
+    ) -> Proposal | None:
+        options: list[tuple[MutationEntry, str, str]] = []
+        for m in self.mutations:
+            match = re.search(rf"^{m.name} = ([-+0-9.eE_]+)\s*$", parent_code.get(m.file, ""), re.MULTILINE)
+            if not match:
+                continue
+            current = _format(float(match[1].replace("_", "")), m.integer)
+            for target in [float(current) * f for f in m.factors] + list(m.values):
+                if m.min is not None:
+                    target = max(m.min, target)
+                if m.max is not None:
+                    target = min(m.max, target)
+                new = _format(target, m.integer)
+                if new != current and f"{m.name}={new}" not in blocked:
+                    options.append((m, current, new))
+        if not options:
+            return None
+        m, current, new = rng.choice(options)
+        text = parent_code[m.file]
+        new_text = re.sub(rf"^{m.name} = .*$", f"{m.name} = {new}", text, count=1, flags=re.MULTILINE)
+        diff = make_diff({m.file: text}, {m.file: new_text})
+        return Proposal(
+            f"Change {m.name} from {current} to {new}.",
+            IdeaOrigin.MUTATION,
+            diff,
+            m.surface,
+            f"{m.name}={new}",
+        )
+
+
+_FILLER = {"first", "then", "lower", "raise", "with", "from", "that", "this", "more", "less", "should"}
+
+
+def _words(text: str) -> set[str]:
+    """Content words: what a goal and a technique must share for the goal to name it."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {w.removesuffix("s") for w in words if len(w) >= 4 and w not in _FILLER}  # plurals match too

@@ -1,0 +1,140 @@
+"""The tables: campaigns, ideas, trials and patches, one ORM class each.
+
+Enum values are stored as short strings (not native database enums) so a new label needs no
+migration; timestamps are UTC and come back timezone-aware on SQLite as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Constraint names must not depend on the dialect, or a migration written on SQLite
+# cannot drop a constraint on PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Long enough for every enum value; checked by the domain, not the database.
+ENUM_LENGTH = 32
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite drops the offset, so it is re-attached)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass an aware one (datetime.now(UTC))")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CampaignRow(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    environment: Mapped[str] = mapped_column(String)
+    preset: Mapped[str] = mapped_column(String)
+    strategy: Mapped[str] = mapped_column(String)
+    goal: Mapped[str] = mapped_column(Text)
+    trial_budget: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class IdeaRow(Base):
+    __tablename__ = "ideas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    hypothesis: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    surface: Mapped[str] = mapped_column(String)
+    key: Mapped[str] = mapped_column(String)
+    parent_trial_ids: Mapped[list[int]] = mapped_column(JSON)
+    diff: Mapped[str] = mapped_column(Text)
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "number"),  # also the index for lookups by number
+        Index("ix_trials_campaign_id_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    idea_id: Mapped[int] = mapped_column(ForeignKey("ideas.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"))
+    status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str | None] = mapped_column(String(ENUM_LENGTH))
+    score: Mapped[float | None] = mapped_column(Float)
+    # JSON cannot hold NaN or infinities: those are stored as the strings "nan", "inf", "-inf".
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    log_tail: Mapped[str] = mapped_column(Text)
+    code_hash: Mapped[str] = mapped_column(String)
+    code_diff: Mapped[str] = mapped_column(Text)
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("trials.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PatchRow(Base):
+    __tablename__ = "patches"
+    __table_args__ = (Index("ix_patches_trial_id_attempt", "trial_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    diff: Mapped[str] = mapped_column(Text)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[str]] = mapped_column(JSON)

@@ -1,0 +1,608 @@
+"""`SqlStore`: the Store on SQLite or PostgreSQL through SQLAlchemy.
+
+Every method is one short transaction that returns frozen domain objects, never rows. A trial's
+state moves only by a guarded `UPDATE ... WHERE status IN (allowed sources)` whose row count says
+whether this caller won.
+
+The statements are built once, at import, over the ORM classes' columns and run on a Core
+connection: building a statement and running it through a Session cost several times what
+SQLite itself takes for a claim or a finish.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Update,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    make_url,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+
+from autoresearch.adapters.db import migrate
+from autoresearch.adapters.db.models import CampaignRow, IdeaRow, PatchRow, TrialRow, utc_now
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    FailureLabel,
+    Idea,
+    IdeaOrigin,
+    Patch,
+    Trial,
+    TrialResult,
+    TrialStatus,
+    allowed_sources,
+)
+from autoresearch.errors import ConfigError, NotFound, StoreError
+from autoresearch.services.store import Store
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",  # readers never block the one writer
+    "PRAGMA synchronous = NORMAL",  # with WAL: survives a crash of the process, not of the OS
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+)
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+
+# statements ----------------------------------------------------------------------------------
+
+
+def _status_in(statuses: Collection[TrialStatus]) -> ColumnElement[bool]:
+    # `status = a OR status = b` rather than IN: IN takes an expanding parameter that is
+    # re-rendered on every execution.
+    return or_(*(TrialRow.status == status for status in sorted(statuses)))
+
+
+def _move_to(target: TrialStatus) -> Update:
+    """The guarded UPDATE that moves a trial to `target`; its SET clause comes from the parameters."""
+    return update(TrialRow).where(TrialRow.id == bindparam("trial_id"), _status_in(allowed_sources(target)))
+
+
+_CAMPAIGN_BY_ID = select(CampaignRow).where(CampaignRow.id == bindparam("campaign_id"))
+_CAMPAIGN_BY_NAME = select(CampaignRow).where(CampaignRow.name == bindparam("name"))
+_CAMPAIGNS_NEWEST_FIRST = select(CampaignRow).order_by(CampaignRow.id.desc())
+_INSERT_CAMPAIGN = insert(CampaignRow).returning(CampaignRow)
+_UPDATE_CAMPAIGN = (
+    update(CampaignRow).where(CampaignRow.id == bindparam("campaign_id")).returning(CampaignRow)
+)
+# On PostgreSQL two add_trial calls would read the same max(number): they take turns on the
+# campaign row. NO KEY UPDATE still lets ideas be inserted for the campaign meanwhile.
+_LOCK_CAMPAIGN = (
+    select(CampaignRow.id).where(CampaignRow.id == bindparam("campaign_id")).with_for_update(key_share=True)
+)
+
+_IDEA_BY_ID = select(IdeaRow).where(IdeaRow.id == bindparam("idea_id"))
+_INSERT_IDEA = insert(IdeaRow).returning(IdeaRow)
+_IDEAS_BY_ID = select(IdeaRow).where(IdeaRow.campaign_id == bindparam("campaign_id")).order_by(IdeaRow.id)
+
+_TRIAL_BY_ID = select(TrialRow).where(TrialRow.id == bindparam("trial_id"))
+_TRIAL_BY_NUMBER = select(TrialRow).where(
+    TrialRow.campaign_id == bindparam("campaign_id"), TrialRow.number == bindparam("number")
+)
+_TRIALS_BY_NUMBER = (
+    select(TrialRow).where(TrialRow.campaign_id == bindparam("campaign_id")).order_by(TrialRow.number)
+)
+_TRIALS_IN_STATUSES = _TRIALS_BY_NUMBER.where(TrialRow.status.in_(bindparam("statuses", expanding=True)))
+_TRIAL_COUNTS = (
+    select(TrialRow.status, func.count())
+    .where(TrialRow.campaign_id == bindparam("campaign_id"))
+    .group_by(TrialRow.status)
+)
+_NEXT_NUMBER = (
+    select(func.coalesce(func.max(TrialRow.number) + 1, 0))
+    .where(TrialRow.campaign_id == bindparam("numbered_in"))
+    .scalar_subquery()
+)
+# One INSERT ... (SELECT max(number) + 1): atomic on SQLite, whose writers run one at a time.
+_INSERT_TRIAL = insert(TrialRow).values(number=_NEXT_NUMBER).returning(TrialRow)
+_CLAIM = _move_to(TrialStatus.RUNNING)
+_FINISH = {status: _move_to(status) for status in TrialStatus if status.is_terminal}
+_INTERRUPT = (
+    update(TrialRow)
+    .where(
+        TrialRow.campaign_id == bindparam("in_campaign"),
+        _status_in(allowed_sources(TrialStatus.INTERRUPTED)),
+    )
+    .returning(TrialRow)
+)
+
+_INSERT_PATCH = insert(PatchRow).returning(PatchRow)
+_PATCHES_BY_ATTEMPT = (
+    select(PatchRow).where(PatchRow.trial_id == bindparam("trial_id")).order_by(PatchRow.attempt, PatchRow.id)
+)
+
+
+# rows -> domain ------------------------------------------------------------------------------
+
+
+def _encode_metrics(metrics: Mapping[str, float]) -> dict[str, float | str]:
+    return {k: float(v) if math.isfinite(v) else str(float(v)) for k, v in metrics.items()}
+
+
+def _decode_metrics(stored: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in stored.items()}  # float("nan"), float("-inf") parse back
+
+
+def _campaign(row: Row[Any]) -> Campaign:
+    return Campaign(
+        id=row.id,
+        name=row.name,
+        environment=row.environment,
+        preset=row.preset,
+        strategy=row.strategy,
+        goal=row.goal,
+        trial_budget=row.trial_budget,
+        concurrency=row.concurrency,
+        seed=row.seed,
+        status=CampaignStatus(row.status),
+        created_at=row.created_at,
+    )
+
+
+def _idea(row: Row[Any]) -> Idea:
+    return Idea(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        hypothesis=row.hypothesis,
+        origin=IdeaOrigin(row.origin),
+        surface=row.surface,
+        key=row.key,
+        parent_trial_ids=tuple(int(i) for i in row.parent_trial_ids),
+        diff=row.diff,
+    )
+
+
+def _trial(row: Row[Any]) -> Trial:
+    return Trial(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        number=row.number,
+        idea_id=row.idea_id,
+        parent_id=row.parent_id,
+        status=TrialStatus(row.status),
+        seed=row.seed,
+        label=FailureLabel(row.label) if row.label is not None else None,
+        score=row.score,
+        metrics=_decode_metrics(row.metrics),
+        reason=row.reason,
+        exit_code=row.exit_code,
+        duration_s=row.duration_s,
+        log_tail=row.log_tail,
+        code_hash=row.code_hash,
+        code_diff=row.code_diff,
+        retry_of=row.retry_of,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _patch(row: Row[Any]) -> Patch:
+    return Patch(
+        id=row.id,
+        trial_id=row.trial_id,
+        attempt=row.attempt,
+        diff=row.diff,
+        applied=row.applied,
+        error=row.error,
+        files=tuple(row.files),
+    )
+
+
+# engine --------------------------------------------------------------------------------------
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unusable(shown_url: str, exc: OperationalError | InterfaceError) -> StoreError:
+    """Server down, wrong database, locked file: one line naming the URL (password hidden)."""
+    return StoreError(f"cannot use the database at {shown_url}: {_first_line(exc.orig or exc)}")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite URL; None for other backends. StoreError for in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or parsed.query.get("mode") == "memory":
+        raise StoreError(
+            f"{safe_url(url)}: in-memory SQLite cannot be shared between the store and its migrations; "
+            "use a file, e.g. sqlite:///path/to/autoresearch.db"
+        )
+    return Path(database).expanduser()
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+            cursor.close()
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    # pre_ping: after a server restart the first call reconnects instead of failing.
+    return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+class SqlStore(Store):
+    """The Store over one SQLAlchemy engine. Use `open_store` to get one with the schema at head."""
+
+    def __init__(self, url: str) -> None:
+        self.url = safe_url(url)  # never holds the password
+        try:
+            self.engine = _engine(url)
+        except (ArgumentError, ImportError) as exc:
+            hint = ""
+            if self.url.startswith("postgres"):  # postgres:// and postgresql:// (psycopg2) are common slips
+                hint = "; write postgresql+psycopg://user@host:5432/dbname"
+            raise StoreError(f"cannot open a database at {self.url}: {_first_line(exc)}{hint}") from exc
+        # SQLite runs one writer at a time; PostgreSQL needs a row lock where a write reads first.
+        self._locks_rows = self.engine.dialect.name != "sqlite"
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url!r})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One connection and transaction: commits on success, rolls back on any exception."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except (OperationalError, InterfaceError) as exc:
+            raise _unusable(self.url, exc) from exc
+
+    @staticmethod
+    def _require(
+        connection: Connection, statement: Select[Any], params: dict[str, Any], what: str
+    ) -> Row[Any]:
+        row = connection.execute(statement, params).one_or_none()
+        if row is None:
+            raise NotFound(f"no {what} with id {next(iter(params.values()))}")
+        return row
+
+    # campaigns -------------------------------------------------------------------------------
+    def create_campaign(
+        self,
+        *,
+        name: str,
+        environment: str,
+        preset: str,
+        strategy: str,
+        goal: str,
+        trial_budget: int,
+        concurrency: int,
+        seed: int,
+    ) -> Campaign:
+        values = {
+            "name": name,
+            "environment": environment,
+            "preset": preset,
+            "strategy": strategy,
+            "goal": goal,
+            "trial_budget": trial_budget,
+            "concurrency": concurrency,
+            "seed": seed,
+            "status": CampaignStatus.RUNNING,
+        }
+        try:
+            with self._transaction() as connection:
+                return _campaign(connection.execute(_INSERT_CAMPAIGN, values).one())
+        except IntegrityError as exc:  # the only constraint a new campaign can break is its name
+            raise ConfigError(f"a campaign named {name!r} already exists; choose another name") from exc
+
+    def get_campaign(self, ref: int | str) -> Campaign:
+        with self._transaction() as connection:
+            row: Row[Any] | None = None
+            if isinstance(ref, str):
+                row = connection.execute(_CAMPAIGN_BY_NAME, {"name": ref}).one_or_none()
+                if row is None and ref.isdigit():
+                    row = connection.execute(_CAMPAIGN_BY_ID, {"campaign_id": int(ref)}).one_or_none()
+            else:
+                row = connection.execute(_CAMPAIGN_BY_ID, {"campaign_id": ref}).one_or_none()
+        if row is None:
+            what = f"named {ref!r}" if isinstance(ref, str) and not ref.isdigit() else f"{ref!r}"
+            raise NotFound(f"no campaign {what} (by name or id)")
+        return _campaign(row)
+
+    def list_campaigns(self) -> list[Campaign]:
+        with self._transaction() as connection:
+            return [_campaign(row) for row in connection.execute(_CAMPAIGNS_NEWEST_FIRST)]
+
+    def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None:
+        self._update_campaign(campaign_id, {"status": status})
+
+    def set_campaign_limits(
+        self, campaign_id: int, *, trial_budget: int | None = None, concurrency: int | None = None
+    ) -> Campaign:
+        changes: dict[str, Any] = {}
+        if trial_budget is not None:
+            changes["trial_budget"] = trial_budget
+        if concurrency is not None:
+            changes["concurrency"] = concurrency
+        if not changes:
+            return self.get_campaign(campaign_id)
+        return self._update_campaign(campaign_id, changes)
+
+    def _update_campaign(self, campaign_id: int, changes: dict[str, Any]) -> Campaign:
+        with self._transaction() as connection:
+            row = connection.execute(_UPDATE_CAMPAIGN, {"campaign_id": campaign_id, **changes}).one_or_none()
+        if row is None:
+            raise NotFound(f"no campaign with id {campaign_id}")
+        return _campaign(row)
+
+    # ideas -----------------------------------------------------------------------------------
+    def add_idea(
+        self,
+        campaign_id: int,
+        *,
+        hypothesis: str,
+        origin: IdeaOrigin,
+        surface: str = "",
+        key: str = "",
+        parent_trial_ids: Sequence[int] = (),
+        diff: str = "",
+    ) -> Idea:
+        values = {
+            "campaign_id": campaign_id,
+            "hypothesis": hypothesis,
+            "origin": origin,
+            "surface": surface,
+            "key": key,
+            "parent_trial_ids": list(parent_trial_ids),
+            "diff": diff,
+        }
+        try:
+            with self._transaction() as connection:
+                return _idea(connection.execute(_INSERT_IDEA, values).one())
+        except IntegrityError as exc:  # its one foreign key
+            raise NotFound(f"no campaign with id {campaign_id} to add an idea to") from exc
+
+    def get_idea(self, idea_id: int) -> Idea:
+        with self._transaction() as connection:
+            return _idea(self._require(connection, _IDEA_BY_ID, {"idea_id": idea_id}, "idea"))
+
+    def list_ideas(self, campaign_id: int) -> list[Idea]:
+        with self._transaction() as connection:
+            ideas = [_idea(row) for row in connection.execute(_IDEAS_BY_ID, {"campaign_id": campaign_id})]
+            if not ideas:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            return ideas
+
+    # trials ----------------------------------------------------------------------------------
+    def add_trial(
+        self,
+        campaign_id: int,
+        *,
+        idea_id: int,
+        parent_id: int | None,
+        seed: int,
+        code_diff: str = "",
+        retry_of: int | None = None,
+    ) -> Trial:
+        values: dict[str, Any] = {
+            "numbered_in": campaign_id,
+            "campaign_id": campaign_id,
+            "idea_id": idea_id,
+            "parent_id": parent_id,
+            "status": TrialStatus.PENDING,
+            "seed": seed,
+            "metrics": {},
+            "reason": "",
+            "log_tail": "",
+            "code_hash": "",
+            "code_diff": code_diff,
+            "retry_of": retry_of,
+        }
+        try:
+            with self._transaction() as connection:
+                if self._locks_rows:
+                    self._require(connection, _LOCK_CAMPAIGN, {"campaign_id": campaign_id}, "campaign")
+                return _trial(connection.execute(_INSERT_TRIAL, values).one())
+        except IntegrityError as exc:
+            self._explain_missing_references(campaign_id, idea_id, parent_id, retry_of)
+            reason = _first_line(exc.orig or exc)
+            raise StoreError(f"cannot add a trial to campaign {campaign_id}: {reason}") from exc
+
+    def _explain_missing_references(
+        self, campaign_id: int, idea_id: int, parent_id: int | None, retry_of: int | None
+    ) -> None:
+        """Raise NotFound naming whichever id an insert's foreign keys did not find."""
+        with self._transaction() as connection:
+            self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            self._require(connection, _IDEA_BY_ID, {"idea_id": idea_id}, "idea")
+            if parent_id is not None:
+                self._require(connection, _TRIAL_BY_ID, {"trial_id": parent_id}, "parent trial")
+            if retry_of is not None:
+                self._require(connection, _TRIAL_BY_ID, {"trial_id": retry_of}, "trial to retry")
+
+    def _move_trial(self, statement: Update, trial_id: int, changes: dict[str, Any]) -> bool:
+        with self._transaction() as connection:
+            moved = connection.execute(statement, {"trial_id": trial_id, **changes}).rowcount == 1
+            if not moved:
+                self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
+            return moved
+
+    def claim_trial(self, trial_id: int) -> bool:
+        return self._move_trial(_CLAIM, trial_id, {"status": TrialStatus.RUNNING, "started_at": utc_now()})
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> bool:
+        changes = {
+            "status": result.status,
+            "label": result.label,
+            "score": result.score,
+            "metrics": _encode_metrics(result.metrics),
+            "reason": result.reason,
+            "exit_code": result.exit_code,
+            "duration_s": result.duration_s,
+            "log_tail": result.log_tail,
+            "code_hash": result.code_hash,
+            "finished_at": utc_now(),
+        }
+        return self._move_trial(_FINISH[result.status], trial_id, changes)
+
+    def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:
+        if label.status is not TrialStatus.INTERRUPTED:
+            raise ValueError(f"{label} blames the candidate; interrupting needs worker_lost or cancelled")
+        changes = {
+            "in_campaign": campaign_id,
+            "status": TrialStatus.INTERRUPTED,
+            "label": label,
+            "reason": reason,
+            "finished_at": utc_now(),
+        }
+        with self._transaction() as connection:
+            rows = connection.execute(_INTERRUPT, changes)
+            trials = sorted((_trial(row) for row in rows), key=lambda trial: trial.number)
+            if not trials:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            return trials
+
+    def get_trial(self, trial_id: int) -> Trial:
+        with self._transaction() as connection:
+            return _trial(self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial"))
+
+    def get_trial_by_number(self, campaign_id: int, number: int) -> Trial:
+        with self._transaction() as connection:
+            row = connection.execute(
+                _TRIAL_BY_NUMBER, {"campaign_id": campaign_id, "number": number}
+            ).one_or_none()
+            if row is None:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+                raise NotFound(f"campaign {campaign_id} has no trial number {number}")
+            return _trial(row)
+
+    def list_trials(
+        self, campaign_id: int, *, statuses: Collection[TrialStatus] | None = None
+    ) -> list[Trial]:
+        params: dict[str, Any] = {"campaign_id": campaign_id}
+        statement = _TRIALS_BY_NUMBER
+        if statuses is not None:
+            statement, params["statuses"] = _TRIALS_IN_STATUSES, sorted(statuses)
+        with self._transaction() as connection:
+            trials = [_trial(row) for row in connection.execute(statement, params)]
+            if not trials:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            return trials
+
+    def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
+        with self._transaction() as connection:
+            rows = connection.execute(_TRIAL_COUNTS, {"campaign_id": campaign_id})
+            counts = {TrialStatus(status): n for status, n in rows}
+            if not counts:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            return counts
+
+    # patches ---------------------------------------------------------------------------------
+    def add_patch(
+        self,
+        trial_id: int,
+        *,
+        attempt: int,
+        diff: str,
+        applied: bool,
+        error: str = "",
+        files: Sequence[str] = (),
+    ) -> Patch:
+        values = {
+            "trial_id": trial_id,
+            "attempt": attempt,
+            "diff": diff,
+            "applied": applied,
+            "error": error,
+            "files": list(files),
+        }
+        try:
+            with self._transaction() as connection:
+                return _patch(connection.execute(_INSERT_PATCH, values).one())
+        except IntegrityError as exc:  # its one foreign key
+            raise NotFound(f"no trial with id {trial_id} to add a patch to") from exc
+
+    def list_patches(self, trial_id: int) -> list[Patch]:
+        with self._transaction() as connection:
+            patches = [_patch(row) for row in connection.execute(_PATCHES_BY_ATTEMPT, {"trial_id": trial_id})]
+            if not patches:
+                self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
+            return patches
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str) -> SqlStore:
+    """A store whose schema is at head: creates the SQLite folder and migrates only when behind."""
+    shown = safe_url(url)
+    try:
+        sqlite_file = _sqlite_file(url)
+    except ArgumentError as exc:
+        raise StoreError(f"cannot open a database at {shown}: {_first_line(exc)}") from exc
+    if sqlite_file is not None:
+        try:
+            sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder for {shown}: {exc}") from exc
+    store = SqlStore(url)
+    try:
+        _migrate_to_head(store, url)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _migrate_to_head(store: SqlStore, url: str) -> None:
+    try:
+        current = migrate.current_revision(store.engine)  # one small query
+        head = migrate.head_revision()
+        if current == head:
+            return
+        if current is not None and not migrate.is_known_revision(current):
+            raise StoreError(
+                f"{store.url} is at schema revision {current!r}, which this autoresearch does not know "
+                f"(its newest is {head!r}): it was written by a newer version; upgrade autoresearch"
+            )
+        # Concurrent callers take turns inside (see migrate.migration_engine and migrations/env.py).
+        migrate.upgrade(url)
+    except (OperationalError, InterfaceError) as exc:
+        raise _unusable(store.url, exc) from exc
+    except CommandError as exc:
+        raise StoreError(f"cannot migrate the database at {store.url}: {_first_line(exc)}") from exc

@@ -1,0 +1,550 @@
+"""The `autoresearch` command: run campaigns and browse what they recorded.
+
+Thin by design: parse options, call a service, print with Rich. A user's mistake is one red
+line and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from autoresearch import __version__
+from autoresearch.adapters.catalog import CatalogProposer, load_catalog
+from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.domain.strategies import STRATEGIES
+from autoresearch.environment import Environment, discover, find_environment, load_environment
+from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.services import reports
+from autoresearch.services.campaign import CampaignController, CampaignOutcome, campaign_lock, create_campaign
+from autoresearch.services.proposer import Proposal, Proposer
+from autoresearch.services.runner import TrialRunner, prepare_data
+from autoresearch.services.store import Store
+from autoresearch.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Execution-grounded auto-research: propose ideas, patch a training recipe, run sandboxed trials, "
+    "evolve on measured scores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def main() -> None:
+    try:
+        app()
+    except AutoresearchError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    from autoresearch.adapters.db import open_store
+
+    store = open_store(settings.resolved_database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"autoresearch {__version__}")
+        raise typer.Exit()
+
+
+# -- environments -------------------------------------------------------------------------------
+@app.command()
+def envs(as_json: JsonOpt = False) -> None:
+    """List the environments this installation can run."""
+    settings = load_settings()
+    rows: list[dict[str, Any]] = []
+    for name, root in sorted(discover(settings.environment_search_path).items()):
+        try:
+            env = load_environment(root)
+            techniques, mutations = load_catalog(env)
+        except AutoresearchError as exc:
+            rows.append({"name": name, "path": str(root), "error": str(exc)})
+            continue
+        spec = env.spec
+        rows.append(
+            {
+                "name": name,
+                "path": str(root),
+                "metric": f"{spec.metric.name} ({spec.metric.direction}, {spec.metric.unit})",
+                "presets": list(spec.presets),
+                "default_preset": spec.default_preset,
+                "techniques": len(techniques),
+                "mutations": len(mutations),
+                "description": " ".join(spec.description.split()),
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="environments", title_justify="left")
+    for column in ("name", "metric", "presets", "catalog", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], "[red]invalid[/]", "", "", row["error"])
+            continue
+        presets = ", ".join(f"[b]{p}[/]" if p == row["default_preset"] else p for p in row["presets"])
+        catalog = f"{row['techniques']} techniques, {row['mutations']} mutations"
+        table.add_row(row["name"], row["metric"], presets, catalog, row["description"][:160])
+    console.print(table)
+
+
+# -- running ------------------------------------------------------------------------------------
+class LiveView:
+    """Shows a campaign as it runs: a live table on a terminal, one line per event elsewhere."""
+
+    def __init__(self, campaign: Campaign, env: Environment, lineage_source: Store) -> None:
+        self.campaign = campaign
+        self.direction = env.spec.metric.direction
+        self.metric = env.spec.metric.name
+        self.store = lineage_source
+        self.rows: dict[int, tuple[Trial, Idea]] = {}
+        self.best: Trial | None = None
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+        self.notes: list[str] = []
+        self.live: Live | None = None
+
+    def __enter__(self) -> LiveView:
+        for trial in self.store.list_trials(self.campaign.id):
+            self.rows[trial.number] = (trial, self.store.get_idea(trial.idea_id))
+            self._update_best(trial)
+        if console.is_terminal:
+            self.live = Live(self._render(), console=console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(None, None, None)
+
+    def _update_best(self, trial: Trial) -> None:
+        if trial.score is None or not trial.is_scored:
+            return
+        if (
+            self.best is None
+            or self.best.score is None
+            or self.direction.better(trial.score, self.best.score)
+        ):
+            self.best = trial
+
+    def trial_started(self, trial: Trial, idea: Idea) -> None:
+        self.rows[trial.number] = (trial, idea)
+        self._refresh(f"trial {trial.number} started: {idea.title}")
+
+    def trial_finished(self, trial: Trial, idea: Idea) -> None:
+        self.rows[trial.number] = (trial, idea)
+        if trial.duration_s:
+            self.durations.append(trial.duration_s)
+        self._update_best(trial)
+        outcome = f"{self.metric} {trial.score:.4f}" if trial.is_scored else f"{trial.label}: {trial.reason}"
+        self._refresh(f"trial {trial.number} {trial.status}: {outcome}  ({idea.title})")
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self._refresh(message)
+
+    def _refresh(self, line: str) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+        else:
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
+
+    def _eta(self) -> str:
+        done = sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t, _ in self.rows.values())
+        left = self.campaign.trial_budget - done
+        if not self.durations or left <= 0:
+            return "-"
+        seconds = sum(self.durations) / len(self.durations) * left / self.campaign.concurrency
+        return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+    def _render(self) -> Group:
+        table = Table(expand=True)
+        for column, kw in (
+            ("trial", {"justify": "right"}),
+            ("parent", {"justify": "right"}),
+            ("idea", {"ratio": 3, "overflow": "ellipsis", "no_wrap": True}),
+            ("status", {}),
+            (self.metric, {"justify": "right"}),
+            ("best so far", {"justify": "right"}),
+            ("time", {"justify": "right"}),
+        ):
+            table.add_column(column, **kw)
+        best: float | None = None
+        parents = {t.id: t.number for t, _ in self.rows.values()}
+        shown = sorted(self.rows.items())
+        for number, (trial, idea) in shown:
+            if trial.is_scored and trial.score is not None:
+                best = trial.score if best is None or self.direction.better(trial.score, best) else best
+            if len(shown) > 18 and number < shown[-18][0] and number != 0:
+                continue
+            table.add_row(
+                str(number),
+                "" if trial.parent_id is None else str(parents.get(trial.parent_id, "?")),
+                idea.title,
+                _status_text(trial),
+                f"{trial.score:.4f}" if trial.score is not None else "",
+                f"{best:.4f}" if best is not None else "",
+                f"{trial.duration_s:.0f}s" if trial.duration_s else "",
+            )
+        elapsed = time.monotonic() - self.started
+        best_text = (
+            f"{self.best.score:.4f} (trial {self.best.number})" if self.best and self.best.score else "-"
+        )
+        header = Text.from_markup(
+            f"[b]{self.campaign.name}[/]  {self.campaign.strategy}  "
+            f"best {best_text}  elapsed {elapsed / 60:.1f} min  ETA {self._eta()}"
+        )
+        return Group(header, table, *(Text(n, style="yellow") for n in self.notes[-3:]))
+
+
+def _diff_view(diff: str) -> Syntax:
+    return Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
+
+
+def _status_text(trial: Trial) -> Text:
+    colour = {
+        TrialStatus.SUCCEEDED: "green",
+        TrialStatus.FAILED: "red",
+        TrialStatus.INTERRUPTED: "yellow",
+        TrialStatus.RUNNING: "cyan",
+    }.get(trial.status, "white")
+    return Text(str(trial.label or trial.status), style=colour)
+
+
+def _drive(
+    settings: Settings, store: Store, campaign: Campaign, env: Environment, proposer: Proposer | None = None
+) -> CampaignOutcome:
+    sandbox, warning = make_sandbox(settings.sandbox)
+    if warning:
+        errors.print(f"[yellow]warning:[/] {warning}")
+    with console.status(f"preparing data for {env.name}..."):
+        data_dir = prepare_data(env, settings)
+    runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir)
+    cancel = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+        errors.print("[yellow]stopping: cancelling the trials in flight (Ctrl-C again to quit at once)[/]")
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        with campaign_lock(settings, campaign), LiveView(campaign, env, store) as view:
+            controller = CampaignController(
+                store, campaign, env, runner, proposer or CatalogProposer(env, campaign.goal), view
+            )
+            outcome = controller.run(cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _print_outcome(store, outcome, env)
+    return outcome
+
+
+def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> None:
+    campaign, best, baseline = outcome.campaign, outcome.best, outcome.baseline
+    counts = store.count_trials(campaign.id)
+    console.print(
+        f"\n[b]{campaign.name}[/] {campaign.status}: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    )
+    metric = env.spec.metric
+    if baseline is not None and baseline.score is not None:
+        console.print(f"baseline (trial {baseline.number}): {metric.name} {baseline.score:.4f} {metric.unit}")
+    if best is not None and best.score is not None and baseline is not None and best.id != baseline.id:
+        gain = f" ({best.score - baseline.score:+.4f} vs baseline)" if baseline.score is not None else ""
+        console.print(
+            f"[b green]best (trial {best.number}): {metric.name} {best.score:.4f} {metric.unit}{gain}[/]"
+        )
+        chain = " -> ".join(store.get_idea(t.idea_id).title for t in reports.path_to(store, best)[1:])
+        console.print(f"lineage: {chain}")
+        console.print(_diff_view(best.code_diff))
+    elif best is not None:
+        console.print("no trial beat the baseline.")
+    if outcome.stopped_by_user:
+        console.print(f"stopped. Carry on with: [b]autoresearch resume {campaign.name}[/]")
+
+
+PresetOpt = Annotated[
+    str | None, typer.Option(help="Preset of the environment (default: the environment's).")
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed every trial trains with.")]
+
+
+@app.command()
+def run(
+    environment: Annotated[str, typer.Argument(help="Environment name (see `autoresearch envs`) or folder.")],
+    preset: PresetOpt = None,
+    strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}.")] = "evolve",
+    trials: Annotated[int, typer.Option(help="Trials to run, the baseline included.")] = 10,
+    concurrency: Annotated[int, typer.Option(help="Trials in flight at once.")] = 2,
+    seed: SeedOpt = 0,
+    name: Annotated[str | None, typer.Option(help="Campaign name (default: ENV-PRESET-TIMESTAMP).")] = None,
+    goal: Annotated[
+        str, typer.Option(help="The research goal in words; the proposer favours what it names.")
+    ] = "",
+) -> None:
+    """Start a campaign: propose, implement, run and score trials until the budget is spent."""
+    settings = load_settings()
+    env = find_environment(environment, settings.environment_search_path)
+    goal = goal or _default_goal(env)
+    proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
+    with _store(settings) as store:
+        campaign = create_campaign(
+            store,
+            env,
+            preset=preset,
+            strategy=strategy,
+            trials=trials,
+            concurrency=concurrency,
+            seed=seed,
+            name=name,
+            goal=goal,
+        )
+        console.print(
+            f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
+            f"{trials} trials, {concurrency} at a time"
+        )
+        _drive(settings, store, campaign, env, proposer)
+
+
+@app.command()
+def resume(
+    campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
+    trials: Annotated[
+        int | None, typer.Option(help="Raise the campaign's trial budget to this many.")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Change how many trials run at once.")] = None,
+) -> None:
+    """Carry on a stopped or killed campaign: finished trials are kept, interrupted ones run again."""
+    settings = load_settings()
+    with _store(settings) as store:
+        campaign = store.get_campaign(campaign_ref)
+        if trials is not None or concurrency is not None:
+            if (trials is not None and trials < 1) or (concurrency is not None and concurrency < 1):
+                raise ConfigError("--trials and --concurrency must be at least 1")
+            campaign = store.set_campaign_limits(campaign.id, trial_budget=trials, concurrency=concurrency)
+        env = find_environment(campaign.environment, settings.environment_search_path)
+        _drive(settings, store, campaign, env)
+
+
+def _default_goal(env: Environment) -> str:
+    verb = "lower" if env.spec.metric.direction is Direction.MINIMIZE else "raise"
+    return f"{verb} {env.spec.metric.name}"
+
+
+class _UserPatch:
+    """Proposes one diff, once, on the baseline: `autoresearch try`."""
+
+    def __init__(self, diff: str, source: str) -> None:
+        self.proposal = Proposal(
+            f"The patch in {source}.", IdeaOrigin.USER, diff, key=f"user:{source}", against_baseline=True
+        )
+        self.used = False
+
+    def propose(self, parent: Trial, parent_code: Any, lineage: Any, rng: Any) -> Proposal | None:
+        if self.used:
+            return None
+        self.used = True
+        return self.proposal
+
+
+@app.command("try")
+def try_patch(
+    environment: Annotated[str, typer.Argument(help="Environment name or folder.")],
+    patch: Annotated[Path, typer.Option(help="A unified diff against the environment's baseline code.")],
+    preset: PresetOpt = None,
+    seed: SeedOpt = 0,
+    name: Annotated[str | None, typer.Option(help="Campaign name (default: try-ENV-TIMESTAMP).")] = None,
+) -> None:
+    """Run your own diff through the same runner, beside the baseline, and record both."""
+    settings = load_settings()
+    try:
+        diff = patch.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{patch}: cannot read: {exc.strerror}") from exc
+    env = find_environment(environment, settings.environment_search_path)
+    with _store(settings) as store:
+        campaign = create_campaign(
+            store,
+            env,
+            preset=preset,
+            strategy="best-of-n",
+            trials=2,
+            concurrency=2,
+            seed=seed,
+            name=name or f"try-{env.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            goal=f"try {patch.name}",
+        )
+        _drive(settings, store, campaign, env, _UserPatch(diff, patch.name))
+
+
+# -- browsing -----------------------------------------------------------------------------------
+@app.command()
+def campaigns(as_json: JsonOpt = False) -> None:
+    """List campaigns, newest first."""
+    settings = load_settings()
+    with _store(settings) as store:
+        rows = reports.campaign_rows(store, _direction_finder(settings))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="campaigns", title_justify="left")
+    for column in ("id", "name", "environment", "strategy", "status", "trials", "baseline", "best"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            f"{r['environment']}/{r['preset']}",
+            r["strategy"],
+            r["status"],
+            f"{r['trials_done']}/{r['trial_budget']}",
+            _fmt(r["baseline_score"]),
+            _fmt(r["best_score"]),
+        )
+    console.print(table)
+
+
+def _direction_finder(settings: Settings) -> reports.DirectionOf:
+    def direction_of(environment: str) -> Direction:
+        try:
+            return find_environment(environment, settings.environment_search_path).spec.metric.direction
+        except AutoresearchError:
+            return Direction.MINIMIZE  # the environment is gone; its campaigns still list
+
+    return direction_of
+
+
+def _fmt(score: float | None) -> str:
+    return f"{score:.4f}" if score is not None else "-"
+
+
+@app.command()
+def show(
+    campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
+    as_json: JsonOpt = False,
+    top: Annotated[int, typer.Option(help="Rows of the leaderboard.")] = 10,
+) -> None:
+    """A campaign's leaderboard, lineage tree and best diff against the baseline."""
+    settings = load_settings()
+    with _store(settings) as store:
+        campaign = store.get_campaign(campaign_ref)
+        report = reports.campaign_report(
+            store, campaign, _direction_finder(settings)(campaign.environment), top=top
+        )
+    if as_json:
+        _print_json(report)
+        return
+    c = report["campaign"]
+    console.print(f"[b]{c['name']}[/] ({c['environment']}/{c['preset']}, {c['strategy']}) {c['status']}")
+    if c["goal"]:
+        console.print(f"goal: {c['goal']}")
+    console.print(", ".join(f"{n} {s}" for s, n in report["counts"].items()))
+    board = Table(title="leaderboard", title_justify="left")
+    for column in ("rank", "trial", "parent", "score", "idea"):
+        board.add_column(column)
+    for i, row in enumerate(report["leaderboard"], 1):
+        parent = "" if row["parent"] is None else str(row["parent"])
+        board.add_row(str(i), str(row["number"]), parent, _fmt(row["score"]), row["idea"])
+    console.print(board)
+    if report["labels"]:
+        console.print("failures: " + ", ".join(f"{label} {n}" for label, n in report["labels"].items()))
+    console.print(_lineage_tree(report["lineage"]))
+    if report["best_diff"]:
+        console.print(f"[b]best trial {report['best']['number']} against the baseline:[/]")
+        console.print(_diff_view(report["best_diff"]))
+
+
+def _lineage_tree(nodes: list[dict[str, Any]]) -> Tree:
+    tree = Tree("lineage")
+    branches: dict[int | None, Tree] = {}
+    for node in nodes:  # in order of number, so parents come first
+        parent = branches.get(node["parent_id"], tree)
+        outcome = (
+            _fmt(node["score"]) if node["score"] is not None else f"[red]{node['label'] or node['status']}[/]"
+        )
+        branches[node["id"]] = parent.add(f"{node['number']}  {outcome}  {node['idea']}", highlight=False)
+    return tree
+
+
+@app.command()
+def trial(
+    ref: Annotated[str, typer.Argument(metavar="TRIAL", help="Trial id, or CAMPAIGN:NUMBER.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One trial: hypothesis, diff, log tail, metrics."""
+    settings = load_settings()
+    with _store(settings) as store:
+        found = _find_trial(store, ref)
+        report = reports.trial_report(store, found)
+    if as_json:
+        _print_json(report)
+        return
+    t = report["trial"]
+    console.print(f"[b]trial {t['number']}[/] of {report['campaign']} (id {t['id']}): {_status_text(found)}")
+    console.print(
+        f"idea ({report['idea']['origin']}, {report['idea']['surface'] or '-'}): {report['idea']['hypothesis']}"
+    )
+    if t["score"] is not None:
+        console.print(f"score: {t['score']:.6f}")
+    if t["reason"]:
+        console.print(f"reason: {t['reason']}")
+    console.print(f"seed {t['seed']}, duration {t['duration_s'] or 0:.1f} s, exit {t['exit_code']}")
+    if t["metrics"]:
+        console.print("metrics: " + ", ".join(f"{k}={v:g}" for k, v in t["metrics"].items()))
+    for patch in report["patches"]:
+        state = "applied" if patch["applied"] else f"[red]not applied: {patch['error']}[/]"
+        console.print(f"[b]patch attempt {patch['attempt']}[/] ({state})")
+        console.print(_diff_view(patch["diff"]))
+    if t["log_tail"]:
+        console.print("[b]log tail[/]")
+        console.print(Text(t["log_tail"]))
+
+
+def _find_trial(store: Store, ref: str) -> Trial:
+    campaign_ref, sep, number = ref.rpartition(":")
+    if sep:
+        if not number.isdigit():
+            raise ConfigError(f"trial {ref!r}: expected CAMPAIGN:NUMBER with a whole number")
+        return store.get_trial_by_number(store.get_campaign(campaign_ref).id, int(number))
+    if not ref.isdigit():
+        raise ConfigError(f"trial {ref!r}: expected a trial id or CAMPAIGN:NUMBER")
+    return store.get_trial(int(ref))

@@ -1,0 +1,207 @@
+"""Campaigns, ideas, patches and trials, and the rules for how a trial's state may move."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class FailureLabel(enum.StrEnum):
+    """Why a trial produced no score. Exactly one per failed or interrupted trial."""
+
+    PATCH_FAILED = "patch_failed"  # the idea's diff did not apply to its parent's code
+    ILLEGAL_EDIT = "illegal_edit"  # the diff touched a protected path; it never ran
+    CRASH = "crash"  # training or evaluation exited non-zero
+    TIMEOUT = "timeout"  # the wall-clock budget ran out; the process group was killed
+    OOM = "oom"  # out of host or device memory
+    SIZE_CAP = "size_cap"  # the trained model is larger than the preset allows
+    GATE_MISS = "gate_miss"  # the evaluator's verdict failed one of the environment's gates
+    WORKER_LOST = "worker_lost"  # the process running the trial died (not the candidate's fault)
+    CANCELLED = "cancelled"  # the user stopped the campaign while the trial ran
+
+    @property
+    def blames_candidate(self) -> bool:
+        """True when the candidate's code is at fault, false when the service or the user is."""
+        return self not in (FailureLabel.WORKER_LOST, FailureLabel.CANCELLED)
+
+    @property
+    def status(self) -> TrialStatus:
+        return TrialStatus.FAILED if self.blames_candidate else TrialStatus.INTERRUPTED
+
+
+class TrialStatus(enum.StrEnum):
+    PENDING = "pending"  # created, waiting for a runner
+    RUNNING = "running"  # claimed by a runner
+    SUCCEEDED = "succeeded"  # scored by the evaluator
+    FAILED = "failed"  # the candidate failed: see its label
+    INTERRUPTED = "interrupted"  # stopped through no fault of the candidate: worker_lost or cancelled
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.INTERRUPTED)
+
+
+# Every allowed move. Terminal states have none: a retry is a new trial, so history is never rewritten.
+TRIAL_TRANSITIONS: Mapping[TrialStatus, frozenset[TrialStatus]] = {
+    TrialStatus.PENDING: frozenset({TrialStatus.RUNNING, TrialStatus.FAILED, TrialStatus.INTERRUPTED}),
+    TrialStatus.RUNNING: frozenset({TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.INTERRUPTED}),
+    TrialStatus.SUCCEEDED: frozenset(),
+    TrialStatus.FAILED: frozenset(),
+    TrialStatus.INTERRUPTED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, trial_id: int, current: TrialStatus, target: TrialStatus) -> None:
+        super().__init__(f"trial {trial_id} cannot move from {current} to {target}")
+        self.trial_id, self.current, self.target = trial_id, current, target
+
+
+def check_transition(trial_id: int, current: TrialStatus, target: TrialStatus) -> None:
+    if target not in TRIAL_TRANSITIONS[current]:
+        raise IllegalTransition(trial_id, current, target)
+
+
+def allowed_sources(target: TrialStatus) -> frozenset[TrialStatus]:
+    """The states a trial may be in to move to `target` (used in guarded UPDATE statements)."""
+    return frozenset(src for src, dsts in TRIAL_TRANSITIONS.items() if target in dsts)
+
+
+class Direction(enum.StrEnum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score `a` is strictly better than `b`."""
+        return a < b if self is Direction.MINIMIZE else a > b
+
+    def sort_key(self, score: float) -> float:
+        """A key under which smaller is better, whatever the direction."""
+        return score if self is Direction.MINIMIZE else -score
+
+
+class CampaignStatus(enum.StrEnum):
+    RUNNING = "running"  # a controller is (or was, until it died) driving it
+    STOPPED = "stopped"  # stopped by the user; `resume` carries on
+    FINISHED = "finished"  # reached its trial budget
+
+
+class IdeaOrigin(enum.StrEnum):
+    BASELINE = "baseline"  # trial 0: the environment's code as shipped
+    CATALOG = "catalog"  # a known technique from the environment's catalog
+    MUTATION = "mutation"  # a numeric change to one hyperparameter of the recipe
+    USER = "user"  # a patch a person supplied (`autoresearch try`)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: int
+    name: str
+    environment: str
+    preset: str
+    strategy: str
+    goal: str
+    trial_budget: int
+    concurrency: int
+    seed: int
+    status: CampaignStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Idea:
+    id: int
+    campaign_id: int
+    hypothesis: str
+    origin: IdeaOrigin
+    surface: str = ""
+    key: str = ""  # stable name of the technique or mutation, e.g. "rmsnorm" or "learning_rate*1.5"
+    parent_trial_ids: tuple[int, ...] = ()
+    diff: str = ""  # what the proposer asked for, against the baseline; the patch records what applied
+
+    @property
+    def title(self) -> str:
+        """A short label: the key and the hypothesis up to its first colon or full stop."""
+        if self.origin is IdeaOrigin.BASELINE:
+            return "baseline"
+        head = re.split(r"[:.](?:\s|$)", self.hypothesis.strip(), maxsplit=1)[0]
+        head = head if len(head) <= 72 else head[:71] + "…"
+        return f"{self.key}: {head}" if self.key and self.origin is IdeaOrigin.CATALOG else head
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One implementation attempt: the diff against the parent's code and whether it applied."""
+
+    id: int
+    trial_id: int
+    attempt: int
+    diff: str
+    applied: bool
+    error: str = ""
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a runner reports: a score, or a failure label with its reason."""
+
+    status: TrialStatus
+    label: FailureLabel | None = None
+    score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    reason: str = ""
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    log_tail: str = ""
+    code_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status is TrialStatus.SUCCEEDED:
+            if self.score is None or self.label is not None:
+                raise ValueError("a succeeded trial has a score and no failure label")
+        elif self.status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED):
+            if self.label is None or self.label.status is not self.status:
+                raise ValueError(f"a {self.status} trial needs a matching failure label, got {self.label}")
+        else:
+            raise ValueError(f"a result cannot leave a trial {self.status}")
+
+    @classmethod
+    def scored(cls, score: float, **kw: Any) -> TrialResult:
+        return cls(status=TrialStatus.SUCCEEDED, score=score, **kw)
+
+    @classmethod
+    def failed(cls, label: FailureLabel, reason: str, **kw: Any) -> TrialResult:
+        return cls(status=label.status, label=label, reason=reason, **kw)
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: int
+    campaign_id: int
+    number: int  # 0 is the baseline; then in order of creation within the campaign
+    idea_id: int
+    parent_id: int | None
+    status: TrialStatus
+    seed: int
+    label: FailureLabel | None = None
+    score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    reason: str = ""
+    exit_code: int | None = None
+    duration_s: float | None = None
+    log_tail: str = ""
+    code_hash: str = ""
+    code_diff: str = ""  # the code this trial runs, as a diff against the environment's baseline
+    retry_of: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def is_scored(self) -> bool:
+        return self.status is TrialStatus.SUCCEEDED and self.score is not None

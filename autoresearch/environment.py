@@ -1,0 +1,253 @@
+"""The environment contract: `environments/<name>/environment.toml`, validated with pydantic."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoresearch.domain.model import Direction
+from autoresearch.errors import ConfigError, NotFound
+
+ENVIRONMENT_FILE = "environment.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    direction: Direction
+    unit: str = ""
+
+
+class Commands(_Strict):
+    """Argument lists; `{python}`, `{preset}`, `{seed}`, `{data}` and `{out}` are filled in per trial."""
+
+    prepare: list[str] | None = None
+    train: list[str] = Field(min_length=1)
+    evaluate: list[str] = Field(min_length=1)
+
+
+class Files(_Strict):
+    """Glob patterns relative to the environment folder."""
+
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = Field(default_factory=list)
+    private: list[str] = Field(default_factory=list)  # protected files never copied into a trial
+
+    @model_validator(mode="after")
+    def _private_is_protected(self) -> Files:
+        stray = [p for p in self.private if p not in self.protected]
+        if stray:
+            raise ValueError(f"private pattern {stray[0]!r} must also be listed under protected")
+        return self
+
+
+class Data(_Strict):
+    """Files of the prepared data folder that each phase may read; the sandbox hides the rest."""
+
+    train: list[str] = Field(default_factory=list)
+    evaluate: list[str] = Field(default_factory=list)
+
+
+class Budget(_Strict):
+    steps: Annotated[int, Field(gt=0)] | None = None
+    seconds: Annotated[float, Field(gt=0)] | None = None
+    wall_clock_s: Annotated[float, Field(gt=0)] = 600.0
+    memory_mb: Annotated[int, Field(gt=0)] | None = None
+    max_params: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _wall_clock_covers_seconds(self) -> Budget:
+        if self.seconds is not None and self.wall_clock_s <= self.seconds:
+            raise ValueError(
+                f"wall_clock_s ({self.wall_clock_s}) must exceed the training budget seconds ({self.seconds})"
+            )
+        return self
+
+
+class Resources(_Strict):
+    cpu_threads: Annotated[int, Field(ge=1)] = 1
+    gpu: Annotated[float, Field(ge=0, le=8)] = 0.0  # a fraction of one GPU, or a whole number of GPUs
+
+
+class Gates(_Strict):
+    """Bounds on the evaluator's verdict; a trial outside them is `gate_miss`."""
+
+    max_metric: float | None = None
+    min_metric: float | None = None
+
+
+class Preset(_Strict):
+    description: str = ""
+    budget: Budget
+    model: dict[str, Any] = Field(default_factory=dict)  # read by the training script itself
+    resources: Resources | None = None
+
+
+class EnvironmentSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = Field(min_length=1)
+    default_preset: str
+    metric: Metric
+    commands: Commands
+    files: Files
+    data: Data = Data()
+    resources: Resources = Resources()
+    gates: Gates = Gates()
+    presets: dict[str, Preset] = Field(min_length=1)
+    surfaces: list[str] = Field(default_factory=list)
+
+    @field_validator("presets")
+    @classmethod
+    def _preset_names(cls, presets: dict[str, Preset]) -> dict[str, Preset]:
+        for name in presets:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"preset name {name!r} must be letters, digits, '-' or '_'")
+        return presets
+
+    @model_validator(mode="after")
+    def _default_preset_exists(self) -> EnvironmentSpec:
+        if self.default_preset not in self.presets:
+            raise ValueError(f"default_preset {self.default_preset!r} is not one of {sorted(self.presets)}")
+        return self
+
+
+def _describe(error: Any) -> str:  # one pydantic error as `field.path: message (got value)`
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {error['msg']}{shown}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    return "; ".join(_describe(e) for e in exc.errors())
+
+
+def parse_spec(path: Path) -> EnvironmentSpec:
+    """Read and validate one environment.toml; every problem becomes one ConfigError line."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return EnvironmentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A validated spec together with the folder that holds its code."""
+
+    spec: EnvironmentSpec
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def preset(self, name: str | None) -> tuple[str, Preset]:
+        chosen = name or self.spec.default_preset
+        if chosen not in self.spec.presets:
+            raise NotFound(
+                f"environment {self.name!r} has no preset {chosen!r}; choose from {', '.join(self.spec.presets)}"
+            )
+        return chosen, self.spec.presets[chosen]
+
+    def resources(self, preset: Preset) -> Resources:
+        return preset.resources or self.spec.resources
+
+    def _files(self) -> list[str]:
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in self.root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        )
+
+    @cached_property
+    def editable_files(self) -> tuple[str, ...]:
+        return tuple(f for f in self._files() if self.is_editable(f))
+
+    @cached_property
+    def protected_files(self) -> tuple[str, ...]:
+        return tuple(f for f in self._files() if self.is_protected(f))
+
+    def is_editable(self, relpath: str) -> bool:
+        return _matches(relpath, self.spec.files.editable) and not self.is_protected(relpath)
+
+    def is_protected(self, relpath: str) -> bool:
+        return _matches(relpath, self.spec.files.protected)
+
+    @cached_property
+    def trial_files(self) -> tuple[str, ...]:
+        """The protected files copied into each trial's working copy (read-only by contract)."""
+        return tuple(f for f in self.protected_files if not _matches(f, self.spec.files.private))
+
+    def read_editable(self) -> dict[str, str]:
+        """The baseline code: every editable file's text, keyed by relative path."""
+        return {f: (self.root / f).read_text() for f in self.editable_files}
+
+    @cached_property
+    def protected_digests(self) -> dict[str, str]:
+        return {f: sha256_file(self.root / f) for f in self.protected_files}
+
+
+def _matches(relpath: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(relpath, pattern) for pattern in patterns)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_environment(root: Path) -> Environment:
+    root = root.resolve()
+    spec = parse_spec(root / ENVIRONMENT_FILE)
+    if spec.name != root.name:
+        raise ConfigError(
+            f"{root / ENVIRONMENT_FILE}: name: must match its folder {root.name!r} (got {spec.name!r})"
+        )
+    env = Environment(spec=spec, root=root)
+    missing = [
+        p for p in spec.files.editable if not any(fnmatch.fnmatchcase(f, p) for f in env.editable_files)
+    ]
+    if missing:
+        raise ConfigError(f"{root / ENVIRONMENT_FILE}: files.editable: no file matches {missing[0]!r}")
+    return env
+
+
+def discover(search_path: list[Path]) -> dict[str, Path]:
+    """Every folder holding an environment.toml under the search path; earlier entries win."""
+    found: dict[str, Path] = {}
+    for base in search_path:
+        if not base.is_dir():
+            continue
+        for toml in sorted(base.glob(f"*/{ENVIRONMENT_FILE}")):
+            found.setdefault(toml.parent.name, toml.parent)
+    return found
+
+
+def find_environment(name: str, search_path: list[Path]) -> Environment:
+    candidate = Path(name)
+    if (candidate / ENVIRONMENT_FILE).is_file():  # a path to an environment folder
+        return load_environment(candidate.resolve())
+    found = discover(search_path)
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise NotFound(f"no environment named {name!r} (known: {known}); `autoresearch envs` lists them")
+    return load_environment(found[name])

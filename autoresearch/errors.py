@@ -1,0 +1,25 @@
+"""The exceptions a user of the library or the CLI can catch.
+
+Every error a user can cause derives from `AutoresearchError` and carries a message that says
+what to fix; the CLI prints it on one line, never as a traceback.
+"""
+
+
+class AutoresearchError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(AutoresearchError):
+    """A settings value, environment file or command-line option is invalid."""
+
+
+class NotFound(AutoresearchError):
+    """A campaign, trial, environment or preset that was asked for does not exist."""
+
+
+class StoreError(AutoresearchError):
+    """The database could not be reached or is not at the expected schema."""
+
+
+class PatchError(AutoresearchError):
+    """A diff could not be parsed or applied."""

@@ -1,0 +1,312 @@
+"""Create and drive a campaign: the steady-state loop of propose -> implement -> run -> record.
+
+The controller keeps `concurrency` trials in flight. Every step is written to the store as it
+happens, so a campaign killed at any point resumes where it was: finished trials are kept and
+never run again, and trials that were in flight are run again as retries.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Protocol
+
+from autoresearch.domain.diffs import apply_diff, make_diff
+from autoresearch.domain.lineage import Lineage
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    FailureLabel,
+    Idea,
+    IdeaOrigin,
+    Trial,
+    TrialResult,
+    TrialStatus,
+)
+from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
+from autoresearch.environment import Environment
+from autoresearch.errors import ConfigError
+from autoresearch.services.proposer import Proposal, Proposer, implement
+from autoresearch.services.runner import TrialJob, TrialRunner
+from autoresearch.services.store import Store
+from autoresearch.settings import Settings
+
+COUNTED = (TrialStatus.SUCCEEDED, TrialStatus.FAILED)  # interrupted trials do not use up the budget
+_PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
+
+
+class CampaignObserver(Protocol):
+    def trial_started(self, trial: Trial, idea: Idea) -> None: ...
+    def trial_finished(self, trial: Trial, idea: Idea) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class SilentObserver:
+    def trial_started(self, trial: Trial, idea: Idea) -> None:
+        pass
+
+    def trial_finished(self, trial: Trial, idea: Idea) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class CampaignOutcome:
+    campaign: Campaign
+    stopped_by_user: bool
+    exhausted: bool  # the proposer had nothing left to try
+    best: Trial | None
+    baseline: Trial | None
+
+
+def create_campaign(
+    store: Store,
+    env: Environment,
+    *,
+    preset: str | None,
+    strategy: str,
+    trials: int,
+    concurrency: int,
+    seed: int,
+    name: str | None,
+    goal: str,
+) -> Campaign:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if trials < 1:
+        raise ConfigError(f"--trials must be at least 1 (the baseline), got {trials}")
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+    preset_name, _ = env.preset(preset)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return store.create_campaign(
+        name=name or f"{env.name}-{preset_name}-{stamp}",
+        environment=env.name,
+        preset=preset_name,
+        strategy=strategy,
+        goal=goal,
+        trial_budget=trials,
+        concurrency=concurrency,
+        seed=seed,
+    )
+
+
+@contextmanager
+def campaign_lock(settings: Settings, campaign: Campaign) -> Iterator[None]:
+    """One controller per campaign on this machine; a second gets a clear error."""
+    path = settings.data_dir / "locks" / f"campaign-{campaign.id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"campaign {campaign.name!r} is already running (pid {holder})") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class CampaignController:
+    """Drives one campaign to its trial budget; `run` is also how a stopped campaign resumes."""
+
+    def __init__(
+        self,
+        store: Store,
+        campaign: Campaign,
+        env: Environment,
+        runner: TrialRunner,
+        proposer: Proposer,
+        observer: CampaignObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.campaign = campaign
+        self.env = env
+        self.runner = runner
+        self.proposer = proposer
+        self.observer: CampaignObserver = observer or SilentObserver()
+        self.strategy: Strategy = STRATEGIES[campaign.strategy]()
+        self.baseline_code = env.read_editable()
+        self.code_of = lru_cache(maxsize=256)(self._code_of)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, cancel: threading.Event | None = None) -> CampaignOutcome:
+        cancel = cancel or threading.Event()
+        store, campaign = self.store, self.campaign
+        for lost in store.interrupt_unfinished(
+            campaign.id,
+            FailureLabel.WORKER_LOST,
+            "the process running the campaign stopped before it finished",
+        ):
+            self.observer.note(
+                f"trial {lost.number} was in flight when the campaign last stopped: it runs again"
+            )
+        store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+        self._load()
+        exhausted = False
+        in_flight: dict[Future[TrialResult], Trial] = {}
+        with ThreadPoolExecutor(max_workers=campaign.concurrency, thread_name_prefix="trial") as pool:
+            while True:
+                while not cancel.is_set() and not exhausted and self._open_slots(len(in_flight)) > 0:
+                    trial = self._next_trial()
+                    if trial is None:
+                        exhausted = True
+                    elif trial.status is TrialStatus.PENDING:
+                        if not store.claim_trial(trial.id):  # moved by someone else: take the store's word
+                            self.lineage.add(store.get_trial(trial.id))
+                            continue
+                        trial = replace(trial, status=TrialStatus.RUNNING)
+                        self.lineage.add(trial)
+                        self.observer.trial_started(trial, self.lineage.idea_of(trial))
+                        job = TrialJob(
+                            campaign.id, trial.id, trial.number, trial.seed, self.code_of(trial.id)
+                        )
+                        in_flight[pool.submit(self.runner.run, job, cancel)] = trial
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._record(in_flight.pop(future), _result_of(future))
+        stopped = cancel.is_set()
+        status = CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED
+        store.set_campaign_status(campaign.id, status)
+        if exhausted and not stopped:
+            self.observer.note(
+                "the proposer has no untried idea left for any good parent: the campaign ends early"
+            )
+        best_id = self.population.best(1)
+        return CampaignOutcome(
+            campaign=store.get_campaign(campaign.id),
+            stopped_by_user=stopped,
+            exhausted=exhausted,
+            best=self.lineage.trials[best_id[0]] if best_id else None,
+            baseline=self.lineage.trials.get(self.baseline_id),
+        )
+
+    def _load(self) -> None:
+        trials = self.store.list_trials(self.campaign.id)
+        self.lineage = Lineage.of(self.store.list_ideas(self.campaign.id), trials)
+        retried = {t.retry_of for t in trials if t.retry_of is not None}
+        self.retries = [t for t in trials if t.status is TrialStatus.INTERRUPTED and t.id not in retried]
+        self.counted = sum(t.status in COUNTED for t in trials)
+        baseline = next((t for t in trials if t.number == 0), None) or self._add_baseline()
+        self.baseline_id = baseline.id
+        self.population = Population(self.env.spec.metric.direction, baseline.id)
+        for t in trials:
+            if t.is_scored and t.score is not None:
+                self.population.add(t.id, t.score)
+
+    def _open_slots(self, running: int) -> int:
+        return min(self.campaign.concurrency - running, self.campaign.trial_budget - self.counted - running)
+
+    def _add_baseline(self) -> Trial:
+        idea = self.store.add_idea(
+            self.campaign.id,
+            hypothesis="The environment's recipe as shipped: the baseline every idea is measured against.",
+            origin=IdeaOrigin.BASELINE,
+            key="baseline",
+        )
+        self.lineage.add_idea(idea)
+        trial = self.store.add_trial(
+            self.campaign.id, idea_id=idea.id, parent_id=None, seed=self.campaign.seed
+        )
+        self.lineage.add(trial)
+        return trial
+
+    def _next_trial(self) -> Trial | None:
+        """A retry of an interrupted trial, else a new idea implemented on a chosen parent."""
+        if self.retries:
+            lost = self.retries.pop(0)
+            trial = self.store.add_trial(
+                self.campaign.id,
+                idea_id=lost.idea_id,
+                parent_id=lost.parent_id,
+                seed=lost.seed,
+                code_diff=lost.code_diff,
+                retry_of=lost.id,
+            )
+            self.lineage.add(trial)
+            if lost.id == self.baseline_id:
+                self.baseline_id = self.population.baseline_id = trial.id
+            return trial
+        baseline = self.lineage.trials[self.baseline_id]
+        if baseline.status is TrialStatus.PENDING:
+            return baseline
+        rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}")
+        for _ in range(_PARENT_TRIES):
+            parent = self.lineage.trials[self.strategy.choose_parent(self.population, rng)]
+            proposal = self.proposer.propose(parent, self.code_of(parent.id), self.lineage, rng)
+            if proposal is not None:
+                return self._implement(parent, proposal)
+        return None
+
+    def _implement(self, parent: Trial, proposal: Proposal) -> Trial:
+        idea = self.store.add_idea(
+            self.campaign.id,
+            hypothesis=proposal.hypothesis,
+            origin=proposal.origin,
+            surface=proposal.surface,
+            key=proposal.key,
+            parent_trial_ids=(parent.id,),
+            diff=proposal.diff,
+        )
+        self.lineage.add_idea(idea)
+        impl = implement(proposal, self.code_of(parent.id), self.baseline_code, self.env)
+        code_diff = make_diff(self.baseline_code, impl.code) if impl.code is not None else ""
+        trial = self.store.add_trial(
+            self.campaign.id,
+            idea_id=idea.id,
+            parent_id=parent.id,
+            seed=self.campaign.seed,
+            code_diff=code_diff,
+        )
+        self.store.add_patch(
+            trial.id,
+            attempt=1,
+            diff=proposal.diff,
+            applied=impl.code is not None,
+            error=impl.error,
+            files=impl.files,
+        )
+        self.lineage.add(trial)
+        if impl.label is not None:
+            self._record(trial, TrialResult.failed(impl.label, impl.error))
+            return self.lineage.trials[trial.id]
+        return trial
+
+    def _record(self, trial: Trial, result: TrialResult) -> None:
+        if not self.store.finish_trial(trial.id, result):
+            self.observer.note(f"trial {trial.number} already had a result; this one was not recorded")
+        finished = self.store.get_trial(trial.id)
+        self.lineage.add(finished)
+        if finished.is_scored and finished.score is not None:
+            self.population.add(finished.id, finished.score)
+        self.counted += finished.status in COUNTED
+        self.observer.trial_finished(finished, self.lineage.idea_of(finished))
+
+    def _code_of(self, trial_id: int) -> Mapping[str, str]:
+        diff = self.lineage.trials[trial_id].code_diff
+        return apply_diff(self.baseline_code, diff) if diff else self.baseline_code
+
+
+def _result_of(future: Future[TrialResult]) -> TrialResult:
+    """A runner that raised is our fault, not the candidate's: the trial is `worker_lost`."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return TrialResult.failed(FailureLabel.WORKER_LOST, f"the runner failed: {type(exc).__name__}: {exc}")

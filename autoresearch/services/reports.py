@@ -1,0 +1,116 @@
+"""Read models of what campaigns recorded: the rows and reports the CLI (and later the API) show."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.services.store import Store
+
+DirectionOf = Callable[[str], Direction]
+
+
+def _ranked(trials: list[Trial], direction: Direction) -> list[Trial]:
+    scored = [t for t in trials if t.is_scored and t.score is not None]
+    return sorted(scored, key=lambda t: (direction.sort_key(t.score or 0.0), t.number))
+
+
+def _baseline(trials: list[Trial], ideas: dict[int, Idea]) -> Trial | None:
+    """The scored run of the baseline idea, else its latest attempt."""
+    runs = [t for t in trials if ideas[t.idea_id].origin is IdeaOrigin.BASELINE]
+    return next((t for t in runs if t.is_scored), runs[-1] if runs else None)
+
+
+def campaign_dict(campaign: Campaign) -> dict[str, Any]:
+    return asdict(campaign)
+
+
+def trial_dict(trial: Trial) -> dict[str, Any]:
+    data = asdict(trial)
+    data["metrics"] = dict(trial.metrics)
+    return data
+
+
+def campaign_rows(store: Store, direction_of: DirectionOf) -> list[dict[str, Any]]:
+    rows = []
+    for campaign in store.list_campaigns():
+        trials = store.list_trials(campaign.id)
+        ideas = {i.id: i for i in store.list_ideas(campaign.id)}
+        ranked = _ranked(trials, direction_of(campaign.environment))
+        baseline = _baseline(trials, ideas)
+        rows.append(
+            campaign_dict(campaign)
+            | {
+                "trials_done": sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials),
+                "baseline_score": baseline.score if baseline else None,
+                "best_score": ranked[0].score if ranked else None,
+                "best_trial": ranked[0].number if ranked else None,
+            }
+        )
+    return rows
+
+
+def path_to(store: Store, trial: Trial) -> list[Trial]:
+    """From the baseline down to `trial`."""
+    path = [trial]
+    while path[-1].parent_id is not None:
+        path.append(store.get_trial(path[-1].parent_id))
+    return path[::-1]
+
+
+def campaign_report(
+    store: Store, campaign: Campaign, direction: Direction, *, top: int = 10
+) -> dict[str, Any]:
+    trials = store.list_trials(campaign.id)
+    ideas = {i.id: i for i in store.list_ideas(campaign.id)}
+    by_id = {t.id: t for t in trials}
+    ranked = _ranked(trials, direction)
+    best, baseline = (ranked[0] if ranked else None), _baseline(trials, ideas)
+
+    def number_of(trial_id: int | None) -> int | None:
+        return by_id[trial_id].number if trial_id in by_id else None
+
+    return {
+        "campaign": campaign_dict(campaign),
+        "counts": dict(sorted(Counter(str(t.status) for t in trials).items())),
+        "labels": dict(sorted(Counter(str(t.label) for t in trials if t.label).items())),
+        "leaderboard": [
+            {
+                "id": t.id,
+                "number": t.number,
+                "parent": number_of(t.parent_id),
+                "score": t.score,
+                "idea": ideas[t.idea_id].title,
+            }
+            for t in ranked[:top]
+        ],
+        "lineage": [
+            {
+                "id": t.id,
+                "number": t.number,
+                "parent_id": t.parent_id,
+                "status": str(t.status),
+                "label": str(t.label) if t.label else None,
+                "score": t.score,
+                "idea": ideas[t.idea_id].title,
+            }
+            for t in trials
+        ],
+        "best": trial_dict(best) if best else None,
+        "baseline": trial_dict(baseline) if baseline else None,
+        "best_diff": best.code_diff if best else "",
+    }
+
+
+def trial_report(store: Store, trial: Trial) -> dict[str, Any]:
+    idea = store.get_idea(trial.idea_id)
+    return {
+        "campaign": store.get_campaign(trial.campaign_id).name,
+        "trial": trial_dict(trial),
+        "idea": asdict(idea),
+        "patches": [asdict(p) for p in store.list_patches(trial.id)],
+        "lineage": [t.number for t in path_to(store, trial)],
+    }

@@ -1,0 +1,139 @@
+"""The one storage interface every backend implements (SQLite and PostgreSQL through SQLAlchemy).
+
+The database is the truth: a trial changes state only through a guarded statement that says
+whether this caller won, never by reading and then writing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    FailureLabel,
+    Idea,
+    IdeaOrigin,
+    Patch,
+    Trial,
+    TrialResult,
+    TrialStatus,
+)
+
+
+class Store(ABC):
+    # campaigns -------------------------------------------------------------------------------
+    @abstractmethod
+    def create_campaign(
+        self,
+        *,
+        name: str,
+        environment: str,
+        preset: str,
+        strategy: str,
+        goal: str,
+        trial_budget: int,
+        concurrency: int,
+        seed: int,
+    ) -> Campaign:
+        """Raises ConfigError when the name is taken."""
+
+    @abstractmethod
+    def get_campaign(self, ref: int | str) -> Campaign:
+        """By id, or by name (a str of digits is tried as a name first, then as an id). NotFound if absent."""
+
+    @abstractmethod
+    def list_campaigns(self) -> list[Campaign]:
+        """Newest first."""
+
+    @abstractmethod
+    def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None: ...
+
+    @abstractmethod
+    def set_campaign_limits(
+        self, campaign_id: int, *, trial_budget: int | None = None, concurrency: int | None = None
+    ) -> Campaign: ...
+
+    # ideas -----------------------------------------------------------------------------------
+    @abstractmethod
+    def add_idea(
+        self,
+        campaign_id: int,
+        *,
+        hypothesis: str,
+        origin: IdeaOrigin,
+        surface: str = "",
+        key: str = "",
+        parent_trial_ids: Sequence[int] = (),
+        diff: str = "",
+    ) -> Idea: ...
+
+    @abstractmethod
+    def get_idea(self, idea_id: int) -> Idea: ...
+
+    @abstractmethod
+    def list_ideas(self, campaign_id: int) -> list[Idea]:
+        """In order of id."""
+
+    # trials ----------------------------------------------------------------------------------
+    @abstractmethod
+    def add_trial(
+        self,
+        campaign_id: int,
+        *,
+        idea_id: int,
+        parent_id: int | None,
+        seed: int,
+        code_diff: str = "",
+        retry_of: int | None = None,
+    ) -> Trial:
+        """A new PENDING trial numbered next in its campaign (the baseline is number 0)."""
+
+    @abstractmethod
+    def claim_trial(self, trial_id: int) -> bool:
+        """PENDING -> RUNNING in one guarded statement; False when someone else moved it first."""
+
+    @abstractmethod
+    def finish_trial(self, trial_id: int, result: TrialResult) -> bool:
+        """Record a result once: False (and nothing written) when the trial cannot move to it."""
+
+    @abstractmethod
+    def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:
+        """Move every PENDING or RUNNING trial of the campaign to INTERRUPTED with `label`."""
+
+    @abstractmethod
+    def get_trial(self, trial_id: int) -> Trial: ...
+
+    @abstractmethod
+    def get_trial_by_number(self, campaign_id: int, number: int) -> Trial: ...
+
+    @abstractmethod
+    def list_trials(
+        self, campaign_id: int, *, statuses: Collection[TrialStatus] | None = None
+    ) -> list[Trial]:
+        """In order of number."""
+
+    @abstractmethod
+    def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
+        """Every status present, with its count."""
+
+    # patches ---------------------------------------------------------------------------------
+    @abstractmethod
+    def add_patch(
+        self,
+        trial_id: int,
+        *,
+        attempt: int,
+        diff: str,
+        applied: bool,
+        error: str = "",
+        files: Sequence[str] = (),
+    ) -> Patch: ...
+
+    @abstractmethod
+    def list_patches(self, trial_id: int) -> list[Patch]:
+        """In order of attempt."""
+
+    @abstractmethod
+    def close(self) -> None: ...

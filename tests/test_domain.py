@@ -1,0 +1,90 @@
+import random
+
+import pytest
+
+from autoresearch.domain.lineage import Lineage
+from autoresearch.domain.model import (
+    TRIAL_TRANSITIONS,
+    Direction,
+    FailureLabel,
+    Idea,
+    IdeaOrigin,
+    IllegalTransition,
+    Trial,
+    TrialResult,
+    TrialStatus,
+    check_transition,
+)
+from autoresearch.domain.strategies import BestOfN, Evolve, Population, RandomParent
+
+
+def test_terminal_states_have_no_way_out() -> None:
+    for status in TrialStatus:
+        for target in TrialStatus:
+            if status.is_terminal:
+                with pytest.raises(IllegalTransition):
+                    check_transition(1, status, target)
+            elif target in TRIAL_TRANSITIONS[status]:
+                check_transition(1, status, target)
+
+
+def test_a_pending_trial_cannot_succeed_without_running() -> None:
+    with pytest.raises(IllegalTransition, match="pending to succeeded"):
+        check_transition(3, TrialStatus.PENDING, TrialStatus.SUCCEEDED)
+
+
+def test_failures_of_the_candidate_and_of_the_service_are_counted_apart() -> None:
+    assert TrialResult.failed(FailureLabel.CRASH, "boom").status is TrialStatus.FAILED
+    assert TrialResult.failed(FailureLabel.WORKER_LOST, "gone").status is TrialStatus.INTERRUPTED
+    assert TrialResult.failed(FailureLabel.CANCELLED, "ctrl-c").status is TrialStatus.INTERRUPTED
+    with pytest.raises(ValueError):
+        TrialResult(status=TrialStatus.SUCCEEDED)  # no score
+    with pytest.raises(ValueError):
+        TrialResult(status=TrialStatus.FAILED, label=FailureLabel.WORKER_LOST)
+
+
+def test_population_ranks_by_the_metric_direction() -> None:
+    low = Population(Direction.MINIMIZE, baseline_id=0)
+    high = Population(Direction.MAXIMIZE, baseline_id=0)
+    for trial_id, score in [(1, 3.0), (2, 1.0), (3, 2.0)]:
+        low.add(trial_id, score)
+        high.add(trial_id, score)
+    assert low.ranked() == [2, 3, 1]
+    assert high.ranked() == [1, 3, 2]
+
+
+def test_strategies_pick_parents_as_documented() -> None:
+    population = Population(Direction.MINIMIZE, baseline_id=0)
+    rng = random.Random(0)
+    assert Evolve().choose_parent(population, rng) == 0  # nothing scored yet: the baseline
+    for trial_id in range(1, 21):
+        population.add(trial_id, float(trial_id))
+    assert {BestOfN().choose_parent(population, rng) for _ in range(50)} == {0}
+    picks = [Evolve(explore=0.0).choose_parent(population, rng) for _ in range(200)]
+    assert set(picks) <= {1, 2, 3}  # tournaments among the elite; the worst of the 4 never wins a pair
+    assert picks.count(1) > picks.count(3)
+    assert len({RandomParent().choose_parent(population, rng) for _ in range(200)}) > 10
+
+
+def _trial(trial_id: int, parent: int | None, idea: int) -> Trial:
+    return Trial(
+        id=trial_id,
+        campaign_id=1,
+        number=trial_id,
+        idea_id=idea,
+        parent_id=parent,
+        status=TrialStatus.PENDING,
+        seed=0,
+    )
+
+
+def test_lineage_tracks_what_each_line_of_descent_has_tried() -> None:
+    ideas = [
+        Idea(id=i, campaign_id=1, hypothesis=k, origin=IdeaOrigin.CATALOG, key=k)
+        for i, k in enumerate("abcd")
+    ]
+    lineage = Lineage.of(ideas, [_trial(0, None, 0), _trial(1, 0, 1), _trial(2, 1, 2), _trial(3, 0, 3)])
+    assert lineage.ancestry_keys(2) == {"a", "b", "c"}
+    assert lineage.tried_on(0) == {"b", "d"}
+    assert [t.id for t in lineage.ancestors(2)] == [1, 0]
+    assert lineage.children(0) == [1, 3]

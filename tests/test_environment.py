@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import pytest
+
+from autoresearch.adapters.catalog import CatalogProposer, load_catalog
+from autoresearch.domain.diffs import apply_diff
+from autoresearch.environment import find_environment, load_environment
+from autoresearch.errors import ConfigError, NotFound
+from autoresearch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NANOGPT = ROOT / "environments" / "nanogpt"
+
+
+def _write_env(tmp_path: Path, text: str) -> Path:
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "train.py").write_text("print('hi')\n")
+    (root / "environment.toml").write_text(text)
+    return root
+
+
+VALID = """
+name = "broken"
+description = "x"
+default_preset = "p"
+[metric]
+name = "loss"
+direction = "minimize"
+[commands]
+train = ["{python}", "train.py"]
+evaluate = ["{python}", "evaluate.py"]
+[files]
+editable = ["train.py"]
+[presets.p]
+budget = { steps = 5 }
+"""
+
+
+def test_a_valid_environment_loads(tmp_path: Path) -> None:
+    env = load_environment(_write_env(tmp_path, VALID))
+    assert env.editable_files == ("train.py",)
+    assert env.preset(None)[0] == "p"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('direction = "minimize"', 'direction = "smaller"'), r"metric\.direction: .*'smaller'"),
+        (("steps = 5", "steps = -3"), r"presets\.p\.budget\.steps: .*-3"),
+        (('default_preset = "p"', 'default_preset = "q"'), "default_preset 'q' is not one of"),
+        (
+            ('editable = ["train.py"]', 'editable = ["missing.py"]'),
+            "files.editable: no file matches 'missing.py'",
+        ),
+        (("[presets.p]", "[presets.p]\nbogus = 1"), r"presets\.p\.bogus: Extra inputs"),
+        (('name = "loss"', "name = "), "not valid TOML"),
+    ],
+)
+def test_a_bad_environment_file_gets_one_line_naming_file_field_and_value(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    root = _write_env(tmp_path, VALID.replace(*change))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_environment(root)
+    message = str(info.value)
+    assert message.startswith(str(root / "environment.toml"))
+    assert "\n" not in message
+
+
+def test_an_unknown_environment_or_preset_is_named_with_the_choices() -> None:
+    search = Settings().environment_search_path
+    with pytest.raises(NotFound, match=r"no environment named 'nope'.*nanogpt"):
+        find_environment("nope", search)
+    with pytest.raises(NotFound, match="choose from smoke, cpu, gpu"):
+        find_environment("nanogpt", search).preset("huge")
+
+
+def test_nanogpt_protects_its_evaluator_and_data_and_hides_them_from_trials() -> None:
+    env = load_environment(NANOGPT)
+    assert env.editable_files == ("train.py",)
+    assert {"evaluate.py", "data/val.txt.xz", "environment.toml"} <= set(env.protected_files)
+    assert "evaluate.py" not in env.trial_files and "data/val.txt.xz" not in env.trial_files
+    assert "environment.toml" in env.trial_files
+
+
+def test_every_nanogpt_technique_applies_to_the_baseline() -> None:
+    env = load_environment(NANOGPT)
+    techniques, mutations = load_catalog(env)
+    assert len(techniques) >= 12
+    assert len({t.surface for t in techniques}) >= 3
+    baseline = env.read_editable()
+    for technique in techniques:
+        patched = apply_diff(baseline, technique.diff)
+        assert patched != baseline, technique.key
+        compile(patched["train.py"], f"{technique.key}.diff", "exec")
+    assert mutations
+
+
+def test_catalog_proposer_prefers_what_the_goal_names() -> None:
+    env = load_environment(NANOGPT)
+    proposer = CatalogProposer(env, goal="try rotary embeddings first", mutation_rate=0.0)
+    from autoresearch.domain.lineage import Lineage
+    from autoresearch.domain.model import Idea, IdeaOrigin, Trial, TrialStatus
+
+    lineage = Lineage.of(
+        [Idea(id=1, campaign_id=1, hypothesis="b", origin=IdeaOrigin.BASELINE, key="baseline")],
+        [
+            Trial(
+                id=1, campaign_id=1, number=0, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0
+            )
+        ],
+    )
+    import random
+
+    proposal = proposer.propose(lineage.trials[1], env.read_editable(), lineage, random.Random(0))
+    assert proposal is not None and proposal.key == "rotary"

@@ -1,0 +1,178 @@
+"""The runner with real subprocesses and the real sandbox, on the tiny environment."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.domain.diffs import make_diff
+from autoresearch.domain.model import FailureLabel, IdeaOrigin, TrialStatus
+from autoresearch.environment import Environment, load_environment
+from autoresearch.services.proposer import Proposal, implement
+from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
+from autoresearch.settings import SandboxMode, Settings
+from autoresearch.testing import ENVIRONMENTS_DIR
+
+
+@pytest.fixture
+def env() -> Environment:
+    return load_environment(ENVIRONMENTS_DIR / "tiny")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+def _runner(env: Environment, settings: Settings, preset: str = "quick") -> TrialRunner:
+    sandbox, _ = make_sandbox(settings.sandbox)
+    return TrialRunner(env, preset, settings, sandbox, prepare_data(env, settings))
+
+
+def _run(env: Environment, settings: Settings, code: dict[str, str], preset: str = "quick"):  # type: ignore[no-untyped-def]
+    return _runner(env, settings, preset).run(TrialJob(1, 1, 1, 0, code))
+
+
+def _with_train(env: Environment, body: str) -> dict[str, str]:
+    code = env.read_editable()
+    code["train.py"] = body
+    return code
+
+
+def test_the_evaluator_owns_the_score_not_what_training_prints(env: Environment, settings: Settings) -> None:
+    result = _run(env, settings, env.read_editable())
+    assert result.status is TrialStatus.SUCCEEDED
+    assert result.score == 11.0  # (0-3)^2 + (0+1)^2 + 1; train.py printed "loss: 0.0"
+    assert result.metrics["params"] == 10
+
+
+def test_a_training_crash_is_labelled_crash_with_its_last_line(env: Environment, settings: Settings) -> None:
+    result = _run(env, settings, _with_train(env, "raise RuntimeError('diverged at step 3')\n"))
+    assert result.label is FailureLabel.CRASH
+    assert "diverged at step 3" in result.reason
+    assert "Traceback" in result.log_tail
+
+
+def test_the_wall_clock_limit_kills_the_whole_process_group(
+    env: Environment, settings: Settings, tmp_path: Path
+) -> None:
+    pid_file = settings.trials_dir / "1" / "00001" / "grandchild.pid"
+    body = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    result = _run(env, settings, _with_train(env, body), preset="strict")
+    assert result.label is FailureLabel.TIMEOUT
+    assert time.monotonic() - started < 10
+    grandchild = int(pid_file.read_text())
+    # Inside the sandbox the pid is namespaced; without one it is a host pid. Either way nothing survives.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive_sleepers():
+        time.sleep(0.1)
+    assert not _alive_sleepers(), f"a process of the trial survived (pid {grandchild})"
+
+
+def _alive_sleepers() -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "time.sleep(60)" in cmdline and "Popen" not in cmdline:
+                found.append(proc.name)
+    return found
+
+
+def test_a_patch_touching_a_protected_file_is_illegal_and_never_runs(env: Environment) -> None:
+    baseline = env.read_editable()
+    diff = make_diff({"evaluate.py": "x\n"}, {"evaluate.py": "y\n"})
+    result = implement(Proposal("cheat", IdeaOrigin.USER, diff), baseline, baseline, env)
+    assert result.label is FailureLabel.ILLEGAL_EDIT and result.code is None
+    escaping = make_diff({"../x.py": "x\n"}, {"../x.py": "y\n"})
+    assert (
+        implement(Proposal("escape", IdeaOrigin.USER, escaping), baseline, baseline, env).label
+        is FailureLabel.ILLEGAL_EDIT
+    )
+
+
+def test_training_that_rewrites_a_protected_file_is_illegal_edit(
+    env: Environment, settings: Settings
+) -> None:
+    body = env.read_editable()["train.py"] + "\nopen('harness.py', 'a').write('# tampered')\n"
+    result = _run(env, settings, _with_train(env, body))
+    assert result.label is FailureLabel.ILLEGAL_EDIT
+    assert "harness.py" in result.reason
+
+
+def test_a_diff_that_does_not_apply_is_patch_failed(env: Environment) -> None:
+    baseline = env.read_editable()
+    diff = make_diff({"recipe.py": "z = 1\n"}, {"recipe.py": "z = 2\n"})
+    result = implement(Proposal("stale", IdeaOrigin.USER, diff), baseline, baseline, env)
+    assert result.label is FailureLabel.PATCH_FAILED and "does not match" in result.error
+
+
+def test_a_model_over_the_size_cap_is_size_cap(env: Environment, settings: Settings) -> None:
+    code = env.read_editable()
+    code["recipe.py"] = code["recipe.py"].replace("params = 10", "params = 5000")
+    result = _run(env, settings, code)
+    assert result.label is FailureLabel.SIZE_CAP
+
+
+def test_an_evaluator_refusal_is_gate_miss(env: Environment, settings: Settings) -> None:
+    body = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "out = Path(sys.argv[sys.argv.index('--out') + 1]); out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'result.json').write_text(json.dumps({'refuse': True}))\n"
+    )
+    result = _run(env, settings, _with_train(env, body))
+    assert result.label is FailureLabel.GATE_MISS
+
+
+def test_logs_are_capped(env: Environment, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", log_cap_bytes=10_000)
+    body = "print('x' * 1000 + '\\n' * 0, flush=True)\n" * 100 + "print('the end')\nraise SystemExit(1)\n"
+    result = _run(env, settings, _with_train(env, body))
+    log = (settings.trials_dir / "1" / "00001" / "train.log").read_text()
+    assert len(log) < 20_000 and "bytes not kept" in log and log.rstrip().endswith("the end")
+    assert "the end" in result.reason
+
+
+sandboxed = pytest.mark.skipif(
+    not make_sandbox(SandboxMode.AUTO)[0].isolated, reason="bubblewrap cannot run on this machine"
+)
+
+
+@sandboxed
+def test_trial_code_cannot_write_outside_its_folder_read_private_files_or_reach_the_network(
+    env: Environment, settings: Settings
+) -> None:
+    secret = env.root / "secret.txt"
+    body = (
+        "import socket, os\n"
+        f"try:\n    open({str(secret)!r}).read(); print('LEAK secret')\nexcept OSError: print('no secret')\n"
+        f"try:\n    open({str(Path.home() / 'ar-escape.txt')!r}, 'w'); print('LEAK write')\nexcept OSError: print('no write')\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('LEAK net')\nexcept OSError: print('no net')\n"
+        "raise SystemExit(1)\n"
+    )
+    result = _run(env, settings, _with_train(env, body))
+    assert "LEAK" not in result.log_tail
+    assert {"no secret", "no write", "no net"} <= set(result.log_tail.split("\n"))
+
+
+def test_the_child_environment_carries_no_secrets(env: Environment, settings: Settings) -> None:
+    os.environ["AUTORESEARCH_TEST_SECRET"] = "hunter2"
+    try:
+        body = (
+            "import os\nprint(sorted(os.environ))\nprint('hunter2' in str(os.environ))\nraise SystemExit(1)\n"
+        )
+        result = _run(env, settings, _with_train(env, body))
+    finally:
+        del os.environ["AUTORESEARCH_TEST_SECRET"]
+    assert "False" in result.log_tail and "AUTORESEARCH" not in result.log_tail

@@ -1,0 +1,458 @@
+"""The Store contract, run against every backend (SQLite and PostgreSQL) through the `store` fixture."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.adapters.db import SqlStore, open_store
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    FailureLabel,
+    IdeaOrigin,
+    Trial,
+    TrialResult,
+    TrialStatus,
+)
+from autoresearch.errors import ConfigError, NotFound, StoreError
+from autoresearch.services.store import Store
+
+
+def make_campaign(store: Store, name: str = "nanogpt-speedrun", **overrides: Any) -> Campaign:
+    fields: dict[str, Any] = {
+        "name": name,
+        "environment": "tiny-lm",
+        "preset": "cpu",
+        "strategy": "evolve",
+        "goal": "lower val_loss",
+        "trial_budget": 10,
+        "concurrency": 2,
+        "seed": 1234,
+    }
+    return store.create_campaign(**(fields | overrides))
+
+
+def make_trial(store: Store, campaign_id: int, parent_id: int | None = None) -> Trial:
+    idea = store.add_idea(campaign_id, hypothesis="use rmsnorm", origin=IdeaOrigin.CATALOG, key="rmsnorm")
+    return store.add_trial(campaign_id, idea_id=idea.id, parent_id=parent_id, seed=7)
+
+
+def running_trial(store: Store, campaign_id: int) -> Trial:
+    trial = make_trial(store, campaign_id)
+    assert store.claim_trial(trial.id)
+    return trial
+
+
+# campaigns -----------------------------------------------------------------------------------
+
+
+def test_created_campaign_is_found_by_name_and_by_id(store: Store) -> None:
+    campaign = make_campaign(store)
+
+    assert campaign.status is CampaignStatus.RUNNING
+    assert campaign.created_at.tzinfo is not None
+    assert store.get_campaign("nanogpt-speedrun") == campaign
+    assert store.get_campaign(campaign.id) == campaign
+    assert store.get_campaign(str(campaign.id)) == campaign
+
+
+def test_a_name_made_of_digits_is_tried_as_a_name_before_an_id(store: Store) -> None:
+    first = make_campaign(store, name="first")
+    numbered = make_campaign(store, name=str(first.id))
+
+    assert store.get_campaign(str(first.id)) == numbered
+    assert store.get_campaign(first.id) == first
+
+
+def test_campaign_name_taken_is_a_config_error(store: Store) -> None:
+    make_campaign(store)
+
+    with pytest.raises(ConfigError, match="nanogpt-speedrun"):
+        make_campaign(store)
+    assert len(store.list_campaigns()) == 1
+
+
+def test_missing_campaign_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        store.get_campaign("nope")
+    with pytest.raises(NotFound, match="999"):
+        store.get_campaign(999)
+    with pytest.raises(NotFound, match="999"):
+        store.get_campaign("999")
+
+
+def test_campaigns_are_listed_newest_first(store: Store) -> None:
+    names = ["a", "b", "c"]
+    for name in names:
+        make_campaign(store, name=name)
+
+    assert [c.name for c in store.list_campaigns()] == names[::-1]
+
+
+def test_campaign_status_changes(store: Store) -> None:
+    campaign = make_campaign(store)
+
+    store.set_campaign_status(campaign.id, CampaignStatus.STOPPED)
+
+    assert store.get_campaign(campaign.id).status is CampaignStatus.STOPPED
+    with pytest.raises(NotFound):
+        store.set_campaign_status(999, CampaignStatus.STOPPED)
+
+
+def test_campaign_limits_change_only_what_is_given(store: Store) -> None:
+    campaign = make_campaign(store)
+
+    raised = store.set_campaign_limits(campaign.id, trial_budget=50)
+    assert (raised.trial_budget, raised.concurrency) == (50, 2)
+    widened = store.set_campaign_limits(campaign.id, concurrency=4)
+    assert (widened.trial_budget, widened.concurrency) == (50, 4)
+    assert store.set_campaign_limits(campaign.id) == widened
+    assert store.get_campaign(campaign.id) == widened
+    with pytest.raises(NotFound):
+        store.set_campaign_limits(999, concurrency=1)
+
+
+def test_seed_beyond_32_bits_round_trips(store: Store) -> None:
+    campaign = make_campaign(store, seed=2**40 + 3)
+
+    assert store.get_campaign(campaign.id).seed == 2**40 + 3
+
+
+# ideas ---------------------------------------------------------------------------------------
+
+
+def test_idea_round_trips_with_its_parents(store: Store) -> None:
+    campaign = make_campaign(store)
+    a = make_trial(store, campaign.id)
+    b = make_trial(store, campaign.id)
+
+    idea = store.add_idea(
+        campaign.id,
+        hypothesis="cross rmsnorm with a longer warmup",
+        origin=IdeaOrigin.MUTATION,
+        surface="model.py",
+        key="warmup*2",
+        parent_trial_ids=[a.id, b.id],
+        diff="--- a/train.py\n+++ b/train.py\n",
+    )
+
+    assert idea.parent_trial_ids == (a.id, b.id)
+    assert store.get_idea(idea.id) == idea
+
+
+def test_ideas_are_listed_per_campaign_in_order_of_creation(store: Store) -> None:
+    campaign = make_campaign(store)
+    other = make_campaign(store, name="other")
+    first = store.add_idea(campaign.id, hypothesis="baseline", origin=IdeaOrigin.BASELINE)
+    store.add_idea(other.id, hypothesis="elsewhere", origin=IdeaOrigin.USER)
+    second = store.add_idea(campaign.id, hypothesis="rmsnorm", origin=IdeaOrigin.CATALOG, key="rmsnorm")
+
+    assert store.list_ideas(campaign.id) == [first, second]
+    assert store.list_ideas(make_campaign(store, name="empty").id) == []
+
+
+def test_idea_for_a_missing_campaign_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="999"):
+        store.add_idea(999, hypothesis="x", origin=IdeaOrigin.USER)
+    with pytest.raises(NotFound, match="999"):
+        store.get_idea(999)
+    with pytest.raises(NotFound, match="999"):
+        store.list_ideas(999)
+
+
+# trials --------------------------------------------------------------------------------------
+
+
+def test_trials_are_numbered_from_zero_within_each_campaign(store: Store) -> None:
+    first = make_campaign(store, name="first")
+    second = make_campaign(store, name="second")
+
+    numbers_first = [make_trial(store, first.id).number for _ in range(3)]
+    numbers_second = [make_trial(store, second.id).number for _ in range(2)]
+
+    assert numbers_first == [0, 1, 2]
+    assert numbers_second == [0, 1]
+    assert store.get_trial_by_number(first.id, 2).campaign_id == first.id
+
+
+def test_new_trial_is_pending_with_its_lineage(store: Store) -> None:
+    campaign = make_campaign(store)
+    baseline = make_trial(store, campaign.id)
+    child = make_trial(store, campaign.id, parent_id=baseline.id)
+    diff = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-lr = 1e-3\n+lr = 2e-3\n"
+    retry = store.add_trial(
+        campaign.id, idea_id=child.idea_id, parent_id=baseline.id, seed=8, code_diff=diff, retry_of=child.id
+    )
+
+    assert child.status is TrialStatus.PENDING
+    assert child.parent_id == baseline.id
+    assert (retry.retry_of, retry.seed, retry.number, retry.code_diff) == (child.id, 8, 2, diff)
+    assert child.code_diff == ""
+    assert child.created_at is not None and child.started_at is None and child.finished_at is None
+    assert store.get_trial(child.id) == child
+
+
+def test_trial_with_a_missing_reference_is_not_found(store: Store) -> None:
+    campaign = make_campaign(store)
+    idea = store.add_idea(campaign.id, hypothesis="x", origin=IdeaOrigin.USER)
+
+    with pytest.raises(NotFound, match="campaign"):
+        store.add_trial(999, idea_id=idea.id, parent_id=None, seed=0)
+    with pytest.raises(NotFound, match="idea"):
+        store.add_trial(campaign.id, idea_id=999, parent_id=None, seed=0)
+    with pytest.raises(NotFound, match="parent"):
+        store.add_trial(campaign.id, idea_id=idea.id, parent_id=999, seed=0)
+    assert store.count_trials(campaign.id) == {}
+
+
+def test_trial_is_claimed_once(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+
+    assert store.claim_trial(trial.id) is True
+    assert store.claim_trial(trial.id) is False
+    claimed = store.get_trial(trial.id)
+    assert claimed.status is TrialStatus.RUNNING
+    assert claimed.started_at is not None and claimed.started_at.tzinfo is not None
+
+
+def test_concurrent_claims_have_one_winner(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wins = list(pool.map(lambda _: store.claim_trial(trial.id), range(8)))
+
+    assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_concurrent_new_trials_get_distinct_numbers(store: Store) -> None:
+    campaign = make_campaign(store)
+    idea = store.add_idea(campaign.id, hypothesis="x", origin=IdeaOrigin.USER)
+
+    def add_five(_: int) -> list[int]:
+        return [
+            store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=0).number for _ in range(5)
+        ]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        numbers = [n for batch in pool.map(add_five, range(6)) for n in batch]
+
+    assert sorted(numbers) == list(range(30))
+
+
+def test_running_trial_finishes_with_its_score_and_metrics(store: Store) -> None:
+    trial = running_trial(store, make_campaign(store).id)
+    metrics = {"val_loss": 3.2812345678901234, "tokens_per_s": 1.5e6, "params": 124_000_000.0}
+
+    result = TrialResult.scored(
+        3.2812345678901234,
+        metrics=metrics,
+        exit_code=0,
+        duration_s=12.25,
+        log_tail="---\nval_loss: 3.28\n",
+        code_hash="abc123",
+    )
+    assert store.finish_trial(trial.id, result) is True
+
+    done = store.get_trial(trial.id)
+    assert done.status is TrialStatus.SUCCEEDED and done.label is None
+    assert done.score == 3.2812345678901234
+    assert dict(done.metrics) == metrics
+    assert (done.exit_code, done.duration_s, done.log_tail, done.code_hash) == (
+        0,
+        12.25,
+        "---\nval_loss: 3.28\n",
+        "abc123",
+    )
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.started_at <= done.finished_at
+    assert abs(done.finished_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_metrics_that_are_not_finite_round_trip(store: Store) -> None:
+    trial = running_trial(store, make_campaign(store).id)
+    metrics = {"val_loss": math.nan, "grad_norm": math.inf, "margin": -math.inf}
+
+    store.finish_trial(trial.id, TrialResult.failed(FailureLabel.CRASH, "loss diverged", metrics=metrics))
+
+    stored = store.get_trial(trial.id).metrics
+    assert math.isnan(stored["val_loss"])
+    assert stored["grad_norm"] == math.inf and stored["margin"] == -math.inf
+
+
+def test_finished_trial_is_not_overwritten(store: Store) -> None:
+    trial = running_trial(store, make_campaign(store).id)
+    assert store.finish_trial(trial.id, TrialResult.scored(1.0))
+
+    assert store.finish_trial(trial.id, TrialResult.scored(2.0)) is False
+    assert store.finish_trial(trial.id, TrialResult.failed(FailureLabel.WORKER_LOST, "late")) is False
+    assert store.claim_trial(trial.id) is False
+    kept = store.get_trial(trial.id)
+    assert (kept.status, kept.score, kept.label) == (TrialStatus.SUCCEEDED, 1.0, None)
+
+
+def test_pending_trial_may_fail_before_running(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+
+    result = TrialResult.failed(FailureLabel.PATCH_FAILED, "hunk 2 did not apply")
+    assert store.finish_trial(trial.id, result) is True
+
+    failed = store.get_trial(trial.id)
+    assert (failed.status, failed.label, failed.reason) == (
+        TrialStatus.FAILED,
+        FailureLabel.PATCH_FAILED,
+        "hunk 2 did not apply",
+    )
+    assert failed.started_at is None and failed.finished_at is not None
+
+
+def test_pending_trial_cannot_succeed_without_running(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+
+    assert store.finish_trial(trial.id, TrialResult.scored(1.0)) is False
+    assert store.get_trial(trial.id).status is TrialStatus.PENDING
+
+
+def test_moving_a_missing_trial_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="999"):
+        store.claim_trial(999)
+    with pytest.raises(NotFound, match="999"):
+        store.finish_trial(999, TrialResult.scored(1.0))
+    with pytest.raises(NotFound, match="999"):
+        store.get_trial(999)
+
+
+def test_interrupt_moves_only_unfinished_trials_and_labels_them(store: Store) -> None:
+    campaign = make_campaign(store)
+    other = make_campaign(store, name="other")
+    done = running_trial(store, campaign.id)
+    store.finish_trial(done.id, TrialResult.scored(1.0))
+    running = running_trial(store, campaign.id)
+    pending = make_trial(store, campaign.id)
+    elsewhere = make_trial(store, other.id)
+
+    moved = store.interrupt_unfinished(campaign.id, FailureLabel.CANCELLED, "stopped by the user")
+
+    assert [t.id for t in moved] == [running.id, pending.id]
+    for trial in moved:
+        assert trial == store.get_trial(trial.id)
+        assert (trial.status, trial.label, trial.reason) == (
+            TrialStatus.INTERRUPTED,
+            FailureLabel.CANCELLED,
+            "stopped by the user",
+        )
+        assert trial.finished_at is not None
+    assert store.get_trial(done.id).status is TrialStatus.SUCCEEDED
+    assert store.get_trial(elsewhere.id).status is TrialStatus.PENDING
+    assert store.interrupt_unfinished(campaign.id, FailureLabel.WORKER_LOST, "again") == []
+
+
+def test_interrupt_refuses_a_label_that_blames_the_candidate(store: Store) -> None:
+    campaign = make_campaign(store)
+
+    with pytest.raises(ValueError, match="crash"):
+        store.interrupt_unfinished(campaign.id, FailureLabel.CRASH, "no")
+
+
+def test_trials_are_counted_by_status(store: Store) -> None:
+    campaign = make_campaign(store)
+    store.finish_trial(running_trial(store, campaign.id).id, TrialResult.scored(1.0))
+    store.finish_trial(running_trial(store, campaign.id).id, TrialResult.scored(2.0))
+    running_trial(store, campaign.id)
+    make_trial(store, campaign.id)
+
+    assert store.count_trials(campaign.id) == {
+        TrialStatus.SUCCEEDED: 2,
+        TrialStatus.RUNNING: 1,
+        TrialStatus.PENDING: 1,
+    }
+    assert store.count_trials(make_campaign(store, name="empty").id) == {}
+
+
+def test_trials_are_listed_by_number_and_filtered_by_status(store: Store) -> None:
+    campaign = make_campaign(store)
+    trials = [make_trial(store, campaign.id) for _ in range(4)]
+    store.claim_trial(trials[1].id)
+    store.claim_trial(trials[3].id)
+
+    assert [t.number for t in store.list_trials(campaign.id)] == [0, 1, 2, 3]
+    assert [t.number for t in store.list_trials(campaign.id, statuses={TrialStatus.RUNNING})] == [1, 3]
+    both = store.list_trials(campaign.id, statuses=[TrialStatus.PENDING, TrialStatus.RUNNING])
+    assert [t.number for t in both] == [0, 1, 2, 3]
+    assert store.list_trials(campaign.id, statuses=[TrialStatus.FAILED]) == []
+    assert store.list_trials(campaign.id, statuses=[]) == []
+
+
+def test_campaign_scoped_queries_on_a_missing_campaign_are_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.list_trials(999)
+    with pytest.raises(NotFound):
+        store.count_trials(999)
+    with pytest.raises(NotFound):
+        store.get_trial_by_number(999, 0)
+    with pytest.raises(NotFound):
+        store.interrupt_unfinished(999, FailureLabel.CANCELLED, "x")
+    with pytest.raises(NotFound, match="no trial number 5"):
+        store.get_trial_by_number(make_campaign(store).id, 5)
+
+
+# patches -------------------------------------------------------------------------------------
+
+
+def test_patches_are_listed_in_attempt_order(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+    second = store.add_patch(trial.id, attempt=2, diff="+b", applied=True, files=["train.py", "model.py"])
+    first = store.add_patch(trial.id, attempt=1, diff="+a", applied=False, error="hunk 1 failed")
+
+    assert store.list_patches(trial.id) == [first, second]
+    assert second.files == ("train.py", "model.py")
+    assert (first.applied, first.error) == (False, "hunk 1 failed")
+    assert store.list_patches(make_trial(store, trial.campaign_id).id) == []
+
+
+def test_patch_for_a_missing_trial_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="999"):
+        store.add_patch(999, attempt=1, diff="", applied=False)
+    with pytest.raises(NotFound, match="999"):
+        store.list_patches(999)
+
+
+# opening a store -----------------------------------------------------------------------------
+
+
+def test_unreachable_postgres_is_a_one_line_store_error_without_the_password() -> None:
+    url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/autoresearch"
+
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "nosuchdialect://x/y", "sqlite://", "sqlite:///:memory:"],
+)
+def test_bad_database_url_is_a_store_error(url: str) -> None:
+    with pytest.raises(StoreError):
+        open_store(url)
+
+
+def test_sqlite_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "autoresearch.db"
+
+    opened = open_store(f"sqlite:///{path}")
+    try:
+        assert isinstance(opened, SqlStore)
+        assert path.is_file()
+        assert opened.list_campaigns() == []
+    finally:
+        opened.close()
