@@ -1,0 +1,178 @@
+"""The `autoresearch` command as a user runs it: real processes, real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from autoresearch.adapters.db import open_store
+from autoresearch.domain.model import FailureLabel, TrialStatus
+from autoresearch.testing import ENVIRONMENTS_DIR
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env |= {
+        "AUTORESEARCH_DATA_DIR": str(tmp_path / "data"),
+        "AUTORESEARCH_DATABASE_URL": sqlite_url,
+        "AUTORESEARCH_ENVIRONMENTS_PATH": str(ENVIRONMENTS_DIR),
+        "COLUMNS": "200",
+    }
+    return env
+
+
+def _argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autoresearch", *args]
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str]) -> Cli:
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(_argv(*args), env=cli_env, capture_output=True, text=True, timeout=600)
+        if check and done.returncode != 0:
+            raise AssertionError(f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        return done
+
+    return run
+
+
+def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) -> None:
+    out = cli("run", "tiny", "--trials", "10", "--concurrency", "2", "--name", "t1").stdout
+    assert "best (trial" in out
+    rows = json.loads(cli("campaigns", "--json").stdout)
+    assert [r["name"] for r in rows] == ["t1"]
+    assert rows[0]["trials_done"] == 10 and rows[0]["best_score"] < rows[0]["baseline_score"]
+    report = json.loads(cli("show", "t1", "--json").stdout)
+    assert report["best_diff"].startswith("--- a/recipe.py")
+    assert len(report["lineage"]) == 10
+    best = report["leaderboard"][0]
+    trial = json.loads(cli("trial", f"t1:{best['number']}", "--json").stdout)
+    assert trial["trial"]["score"] == best["score"] and trial["patches"][0]["applied"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "nope"), "no environment named 'nope'"),
+        (("run", "tiny", "--preset", "huge"), "has no preset 'huge'"),
+        (("run", "tiny", "--strategy", "magic"), "unknown strategy 'magic'"),
+        (("run", "tiny", "--trials", "0"), "--trials must be at least 1"),
+        (("show", "missing"), "no campaign"),
+        (("trial", "abc"), "expected a trial id or CAMPAIGN:NUMBER"),
+        (("try", "tiny", "--patch", "/nonexistent.diff"), "cannot read"),
+    ],
+)
+def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], message: str) -> None:
+    done = cli(*args, check=False)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_database_url_is_one_line(cli_env: dict[str, str]) -> None:
+    env = cli_env | {"AUTORESEARCH_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    done = subprocess.run(_argv("campaigns"), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "127.0.0.1:1" in done.stderr
+
+
+def test_try_runs_a_users_patch_beside_the_baseline(cli: Cli, tmp_path: Path) -> None:
+    patch = tmp_path / "mine.diff"
+    patch.write_text((ENVIRONMENTS_DIR / "tiny" / "catalog" / "move_x.diff").read_text())
+    cli("try", "tiny", "--patch", str(patch), "--name", "mine")
+    report = json.loads(cli("show", "mine", "--json").stdout)
+    assert [row["score"] for row in report["leaderboard"]] == [3.0, 11.0]  # x=2: (2-3)^2 + (0+1)^2 + 1
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.2)
+
+
+def _finished(url: str, name: str) -> dict[int, tuple[str, float | None]]:
+    store = open_store(url)
+    try:
+        trials = store.list_trials(store.get_campaign(name).id)
+    finally:
+        store.close()
+    return {t.id: (str(t.status), t.score) for t in trials if t.status.is_terminal}
+
+
+def _campaign_exists(url: str, name: str) -> bool:
+    try:
+        return bool(_finished(url, name)) or True
+    except Exception:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["kill -9", "ctrl-c"])
+def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial(
+    cli: Cli, cli_env: dict[str, str], sqlite_url: str, stop: str
+) -> None:
+    proc = subprocess.Popen(
+        _argv("run", "nanogpt", "--preset", "smoke", "--trials", "6", "--concurrency", "2", "--name", "k"),
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: _campaign_exists(sqlite_url, "k") and len(_finished(sqlite_url, "k")) >= 1, 300)
+    proc.send_signal(signal.SIGKILL if stop == "kill -9" else signal.SIGINT)
+    proc.wait(timeout=60)
+    before = _finished(sqlite_url, "k")
+    store = open_store(sqlite_url)
+    campaign = store.get_campaign("k")
+    if stop == "ctrl-c":
+        labels = {t.label for t in store.list_trials(campaign.id) if t.status is TrialStatus.INTERRUPTED}
+        assert labels == {FailureLabel.CANCELLED}
+        assert str(campaign.status) == "stopped"
+    store.close()
+
+    cli("resume", "k")
+    store = open_store(sqlite_url)
+    trials = store.list_trials(campaign.id)
+    store.close()
+    after = {t.id: (str(t.status), t.score) for t in trials}
+    assert all(after[trial_id] == outcome for trial_id, outcome in before.items()), "a finished trial changed"
+    counted = [t for t in trials if t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED)]
+    assert len(counted) == 6
+    runs_per_idea = Counter(t.idea_id for t in counted)
+    assert max(runs_per_idea.values()) == 1, "an idea was run to completion twice"
+    retried = [t for t in trials if t.retry_of is not None]
+    interrupted = [t for t in trials if t.status is TrialStatus.INTERRUPTED]
+    assert {t.retry_of for t in retried} == {t.id for t in interrupted}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial(
+    cli: Cli, cli_env: dict[str, str], backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(f"{backend}_url")
+    cli_env["AUTORESEARCH_DATABASE_URL"] = url
+    cli("run", "nanogpt", "--preset", "smoke", "--trials", "8", "--concurrency", "2", "--name", "smoke")
+    rows = json.loads(cli("campaigns", "--json").stdout)
+    assert rows[0]["trials_done"] == 8
+    store = open_store(url)
+    trials = store.list_trials(store.get_campaign("smoke").id)
+    store.close()
+    assert len(trials) == 8
+    for trial in trials:
+        assert (trial.status is TrialStatus.SUCCEEDED and trial.score is not None) or trial.label is not None
+    assert trials[0].score is not None and 3.5 < trials[0].score < 5.0  # the baseline learned something
