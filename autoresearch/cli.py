@@ -7,11 +7,12 @@ line and exit status 1, never a traceback.
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from rich.tree import Tree
 from autoresearch import __version__
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
 from autoresearch.domain.strategies import STRATEGIES
 from autoresearch.environment import Environment, discover, find_environment, load_environment
@@ -142,8 +144,9 @@ class LiveView:
         self.live: Live | None = None
 
     def __enter__(self) -> LiveView:
+        ideas = {idea.id: idea for idea in self.store.list_ideas(self.campaign.id)}
         for trial in self.store.list_trials(self.campaign.id):
-            self.rows[trial.number] = (trial, self.store.get_idea(trial.idea_id))
+            self.rows[trial.number] = (trial, ideas[trial.idea_id])
             self._update_best(trial)
         if console.is_terminal:
             self.live = Live(self._render(), console=console, refresh_per_second=2, transient=False)
@@ -348,9 +351,7 @@ def run(
 @app.command()
 def resume(
     campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
-    trials: Annotated[
-        int | None, typer.Option(help="Raise the campaign's trial budget to this many.")
-    ] = None,
+    trials: Annotated[int | None, typer.Option(help="Set the campaign's trial budget to this many.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Change how many trials run at once.")] = None,
 ) -> None:
     """Carry on a stopped or killed campaign: finished trials are kept, interrupted ones run again."""
@@ -379,7 +380,9 @@ class _UserPatch:
         )
         self.used = False
 
-    def propose(self, parent: Trial, parent_code: Any, lineage: Any, rng: Any) -> Proposal | None:
+    def propose(
+        self, parent: Trial, parent_code: Mapping[str, str], lineage: Lineage, rng: random.Random
+    ) -> Proposal | None:
         if self.used:
             return None
         self.used = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import string
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,12 +29,40 @@ class Metric(_Strict):
     unit: str = ""
 
 
+TRIAL_PLACEHOLDERS = frozenset({"python", "preset", "seed", "data", "out"})
+PREPARE_PLACEHOLDERS = frozenset({"python", "data"})
+
+
+def _check_placeholders(argv: list[str] | None, allowed: frozenset[str]) -> list[str] | None:
+    for part in argv or []:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(part) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{part!r}: {exc}") from None
+        unknown = names - allowed
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}} in {part!r}; use {sorted(allowed)}"
+            )
+    return argv
+
+
 class Commands(_Strict):
     """Argument lists; `{python}`, `{preset}`, `{seed}`, `{data}` and `{out}` are filled in per trial."""
 
     prepare: list[str] | None = None
     train: list[str] = Field(min_length=1)
     evaluate: list[str] = Field(min_length=1)
+
+    @field_validator("train", "evaluate")
+    @classmethod
+    def _trial_placeholders(cls, argv: list[str]) -> list[str]:
+        return _check_placeholders(argv, TRIAL_PLACEHOLDERS) or argv
+
+    @field_validator("prepare")
+    @classmethod
+    def _prepare_placeholders(cls, argv: list[str] | None) -> list[str] | None:
+        return _check_placeholders(argv, PREPARE_PLACEHOLDERS)
 
 
 class Files(_Strict):

@@ -55,6 +55,10 @@ def test_a_valid_environment_loads(tmp_path: Path) -> None:
         ),
         (("[presets.p]", "[presets.p]\nbogus = 1"), r"presets\.p\.bogus: Extra inputs"),
         (('name = "loss"', "name = "), "not valid TOML"),
+        (
+            ('"train.py"]\nevaluate', '"train.py", "{outdir}"]\nevaluate'),
+            r"commands\.train: .*unknown placeholder \{outdir\}",
+        ),
     ],
 )
 def test_a_bad_environment_file_gets_one_line_naming_file_field_and_value(

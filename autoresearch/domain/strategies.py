@@ -35,9 +35,6 @@ class Population:
     def ranked(self) -> list[int]:
         return [trial_id for _, trial_id in self._ranked]
 
-    def rank_of(self, trial_id: int) -> int:
-        return next(i for i, (_, tid) in enumerate(self._ranked) if tid == trial_id)
-
     def pick_any(self, rng: random.Random) -> int:
         return self._ranked[rng.randrange(len(self._ranked))][1]
 

@@ -143,6 +143,7 @@ class CampaignController:
         self.strategy: Strategy = STRATEGIES[campaign.strategy]()
         self.baseline_code = env.read_editable()
         self.code_of = lru_cache(maxsize=256)(self._code_of)
+        self.broken = ""  # why the runner itself failed: then no new trial starts
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, cancel: threading.Event | None = None) -> CampaignOutcome:
@@ -162,7 +163,9 @@ class CampaignController:
         in_flight: dict[Future[TrialResult], Trial] = {}
         with ThreadPoolExecutor(max_workers=campaign.concurrency, thread_name_prefix="trial") as pool:
             while True:
-                while not cancel.is_set() and not exhausted and self._open_slots(len(in_flight)) > 0:
+                while (
+                    not (cancel.is_set() or exhausted or self.broken) and self._open_slots(len(in_flight)) > 0
+                ):
                     trial = self._next_trial()
                     if trial is None:
                         exhausted = True
@@ -181,10 +184,12 @@ class CampaignController:
                     break
                 done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._record(in_flight.pop(future), _result_of(future))
+                    self._record(in_flight.pop(future), self._result_of(future))
         stopped = cancel.is_set()
         status = CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED
         store.set_campaign_status(campaign.id, status)
+        if self.broken:
+            self.observer.note(f"stopped starting trials: {self.broken}; fix it, then resume")
         if exhausted and not stopped:
             self.observer.note(
                 "the proposer has no untried idea left for any good parent: the campaign ends early"
@@ -299,14 +304,15 @@ class CampaignController:
         self.counted += finished.status in COUNTED
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
 
+    def _result_of(self, future: Future[TrialResult]) -> TrialResult:
+        """A runner that raised is our fault, not the candidate's: the trial is `worker_lost`, and since the
+        next trial would fail the same way, the campaign stops starting new ones."""
+        try:
+            return future.result()
+        except Exception as exc:
+            self.broken = f"the runner failed: {type(exc).__name__}: {exc}"
+            return TrialResult.failed(FailureLabel.WORKER_LOST, self.broken)
+
     def _code_of(self, trial_id: int) -> Mapping[str, str]:
         diff = self.lineage.trials[trial_id].code_diff
         return apply_diff(self.baseline_code, diff) if diff else self.baseline_code
-
-
-def _result_of(future: Future[TrialResult]) -> TrialResult:
-    """A runner that raised is our fault, not the candidate's: the trial is `worker_lost`."""
-    try:
-        return future.result()
-    except Exception as exc:
-        return TrialResult.failed(FailureLabel.WORKER_LOST, f"the runner failed: {type(exc).__name__}: {exc}")
