@@ -40,6 +40,8 @@ def test_failures_of_the_candidate_and_of_the_service_are_counted_apart() -> Non
     with pytest.raises(ValueError):
         TrialResult(status=TrialStatus.SUCCEEDED)  # no score
     with pytest.raises(ValueError):
+        TrialResult.scored(float("nan"))
+    with pytest.raises(ValueError):
         TrialResult(status=TrialStatus.FAILED, label=FailureLabel.WORKER_LOST)
 
 

@@ -176,3 +176,10 @@ def test_the_child_environment_carries_no_secrets(env: Environment, settings: Se
     finally:
         del os.environ["AUTORESEARCH_TEST_SECRET"]
     assert "False" in result.log_tail and "AUTORESEARCH" not in result.log_tail
+
+
+def test_a_score_that_is_not_a_number_is_gate_miss(env: Environment, settings: Settings) -> None:
+    code = env.read_editable()
+    code["recipe.py"] = code["recipe.py"].replace("x = 0.0", "x = float('nan')")
+    result = _run(env, settings, code)
+    assert result.label is FailureLabel.GATE_MISS and "finite" in result.reason

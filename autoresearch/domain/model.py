@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,14 +157,16 @@ class TrialResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""
     exit_code: int | None = None
-    duration_s: float = 0.0
+    duration_s: float | None = None  # None: it never ran (e.g. patch_failed)
     log_tail: str = ""
     code_hash: str = ""
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.SUCCEEDED:
-            if self.score is None or self.label is not None:
-                raise ValueError("a succeeded trial has a score and no failure label")
+            if self.score is None or not math.isfinite(self.score) or self.label is not None:
+                raise ValueError(
+                    f"a succeeded trial has a finite score and no failure label, got {self.score}"
+                )
         elif self.status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED):
             if self.label is None or self.label.status is not self.status:
                 raise ValueError(f"a {self.status} trial needs a matching failure label, got {self.label}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -208,6 +209,9 @@ class TrialRunner:
             die_with_parent()
             cgroup.enter()
 
+        # Any preexec function makes Python fork instead of vfork, slower for a large parent; bubblewrap
+        # already dies with its parent, so the hook runs only for a cgroup or an unsandboxed child.
+        needs_hook = cgroup.active or not self.sandbox.isolated
         try:
             proc = subprocess.Popen(
                 self.sandbox.wrap(argv, cwd, mounts),
@@ -217,7 +221,7 @@ class TrialRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=in_child,
+                preexec_fn=in_child if needs_hook else None,
             )
         except OSError as exc:
             log.write_text(f"could not start {argv[0]}: {exc}\n")
@@ -270,6 +274,8 @@ class TrialRunner:
         if metric not in verdict:
             return FailureLabel.CRASH, f"the evaluator printed no {metric}"
         score, cap, gates = verdict[metric], self.preset.budget.max_params, self.env.spec.gates
+        if not math.isfinite(score):
+            return FailureLabel.GATE_MISS, f"{metric} is {score}, not a finite number"
         if cap is not None and verdict.get("params", 0) > cap:
             return FailureLabel.SIZE_CAP, f"{verdict['params']:,.0f} parameters, over the cap of {cap:,}"
         if gates.max_metric is not None and not score <= gates.max_metric:

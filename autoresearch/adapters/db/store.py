@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,11 +57,11 @@ from autoresearch.domain.model import (
 from autoresearch.errors import ConfigError, NotFound, StoreError
 from autoresearch.services.store import Store
 
+SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode = WAL",  # readers never block the one writer
+    f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous = NORMAL",  # with WAL: survives a crash of the process, not of the OS
     "PRAGMA foreign_keys = ON",
-    "PRAGMA busy_timeout = 5000",
 )
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
@@ -244,6 +246,23 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (readers never block the one writer), waiting out other processes.
+
+    Switching takes a read lock and then the write lock; SQLite refuses that upgrade at once,
+    without its busy handler, while another connection writes, e.g. a process migrating a new file.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -254,6 +273,7 @@ def _engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             for pragma in SQLITE_PRAGMAS:
                 cursor.execute(pragma)
+            _use_wal(cursor)
             cursor.close()
 
         return engine
