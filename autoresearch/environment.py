@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,13 +17,16 @@ from autoresearch.domain.model import Direction
 from autoresearch.errors import ConfigError, NotFound
 
 ENVIRONMENT_FILE = "environment.toml"
+Contract = TypeVar("Contract", bound=BaseModel)
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A contract file's section: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Metric(_Strict):
+class Metric(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     direction: Direction
     unit: str = ""
@@ -47,7 +50,7 @@ def _check_placeholders(argv: list[str] | None, allowed: frozenset[str]) -> list
     return argv
 
 
-class Commands(_Strict):
+class Commands(StrictModel):
     """Argument lists; `{python}`, `{preset}`, `{seed}`, `{data}` and `{out}` are filled in per trial."""
 
     prepare: list[str] | None = None
@@ -65,7 +68,7 @@ class Commands(_Strict):
         return _check_placeholders(argv, PREPARE_PLACEHOLDERS)
 
 
-class Files(_Strict):
+class Files(StrictModel):
     """Glob patterns relative to the environment folder."""
 
     editable: list[str] = Field(min_length=1)
@@ -80,14 +83,14 @@ class Files(_Strict):
         return self
 
 
-class Data(_Strict):
+class Data(StrictModel):
     """Files of the prepared data folder that each phase may read; the sandbox hides the rest."""
 
     train: list[str] = Field(default_factory=list)
     evaluate: list[str] = Field(default_factory=list)
 
 
-class Budget(_Strict):
+class Budget(StrictModel):
     steps: Annotated[int, Field(gt=0)] | None = None
     seconds: Annotated[float, Field(gt=0)] | None = None
     wall_clock_s: Annotated[float, Field(gt=0)] = 600.0
@@ -103,26 +106,26 @@ class Budget(_Strict):
         return self
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     cpu_threads: Annotated[int, Field(ge=1)] = 1
     gpu: Annotated[float, Field(ge=0, le=8)] = 0.0  # a fraction of one GPU, or a whole number of GPUs
 
 
-class Gates(_Strict):
+class Gates(StrictModel):
     """Bounds on the evaluator's verdict; a trial outside them is `gate_miss`."""
 
     max_metric: float | None = None
     min_metric: float | None = None
 
 
-class Preset(_Strict):
+class Preset(StrictModel):
     description: str = ""
     budget: Budget
     model: dict[str, Any] = Field(default_factory=dict)  # read by the training script itself
     resources: Resources | None = None
 
 
-class EnvironmentSpec(_Strict):
+class EnvironmentSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = Field(min_length=1)
     default_preset: str
@@ -157,12 +160,8 @@ def _describe(error: Any) -> str:  # one pydantic error as `field.path: message 
     return f"{where}: {error['msg']}{shown}"
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    return "; ".join(_describe(e) for e in exc.errors())
-
-
-def parse_spec(path: Path) -> EnvironmentSpec:
-    """Read and validate one environment.toml; every problem becomes one ConfigError line."""
+def read_contract(path: Path, model: type[Contract]) -> Contract:
+    """Read and validate a TOML contract file; every problem becomes one ConfigError line."""
     try:
         raw = tomllib.loads(path.read_text())
     except OSError as exc:
@@ -170,9 +169,13 @@ def parse_spec(path: Path) -> EnvironmentSpec:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return EnvironmentSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+
+
+def parse_spec(path: Path) -> EnvironmentSpec:
+    return read_contract(path, EnvironmentSpec)
 
 
 @dataclass(frozen=True)

@@ -9,34 +9,29 @@ from __future__ import annotations
 
 import random
 import re
-import tomllib
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import IdeaOrigin, Trial
-from autoresearch.environment import Environment, describe_validation_error
+from autoresearch.environment import Environment, StrictModel, read_contract
 from autoresearch.errors import ConfigError
 from autoresearch.services.proposer import Proposal
 
 CATALOG_FILE = "catalog.toml"
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TechniqueEntry(_Entry):
+class TechniqueEntry(StrictModel):
     key: str = Field(pattern=r"^[a-z0-9_]+$")
     surface: str
     hypothesis: str = Field(min_length=1)
     diff: str
 
 
-class MutationEntry(_Entry):
+class MutationEntry(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     file: str
     surface: str = "hyperparameters"
@@ -53,7 +48,7 @@ class MutationEntry(_Entry):
         return self
 
 
-class CatalogFile(_Entry):
+class CatalogFile(StrictModel):
     technique: list[TechniqueEntry] = Field(default_factory=list)
     mutation: list[MutationEntry] = Field(default_factory=list)
 
@@ -70,12 +65,7 @@ def load_catalog(env: Environment) -> tuple[list[Technique], list[MutationEntry]
     path = env.root / CATALOG_FILE
     if not path.exists():
         return [], []
-    try:
-        parsed = CatalogFile.model_validate(tomllib.loads(path.read_text()))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+    parsed = read_contract(path, CatalogFile)
     techniques = []
     for entry in parsed.technique:
         diff_path = env.root / entry.diff
