@@ -174,10 +174,6 @@ def read_contract(path: Path, model: type[Contract]) -> Contract:
         raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
 
 
-def parse_spec(path: Path) -> EnvironmentSpec:
-    return read_contract(path, EnvironmentSpec)
-
-
 @dataclass(frozen=True)
 class Environment:
     """A validated spec together with the folder that holds its code."""
@@ -249,7 +245,7 @@ def sha256_file(path: Path) -> str:
 
 def load_environment(root: Path) -> Environment:
     root = root.resolve()
-    spec = parse_spec(root / ENVIRONMENT_FILE)
+    spec = read_contract(root / ENVIRONMENT_FILE, EnvironmentSpec)
     if spec.name != root.name:
         raise ConfigError(
             f"{root / ENVIRONMENT_FILE}: name: must match its folder {root.name!r} (got {spec.name!r})"
