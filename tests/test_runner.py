@@ -126,11 +126,7 @@ def test_a_model_over_the_size_cap_is_size_cap(env: Environment, settings: Setti
 
 
 def test_an_evaluator_refusal_is_gate_miss(env: Environment, settings: Settings) -> None:
-    body = (
-        "import json, sys\nfrom pathlib import Path\n"
-        "out = Path(sys.argv[sys.argv.index('--out') + 1]); out.mkdir(parents=True, exist_ok=True)\n"
-        "(out / 'result.json').write_text(json.dumps({'refuse': True}))\n"
-    )
+    body = "import harness\nopen(harness.arg('out') + '/result.txt', 'w').write('refuse')\n"
     result = _run(env, settings, _with_train(env, body))
     assert result.label is FailureLabel.GATE_MISS
 

@@ -1,8 +1,14 @@
 """Protected helper the training script imports: writes what training leaves for the evaluator."""
 
-import json
+import sys
+
+
+def arg(name, default=None):
+    """The value after `--name` on the command line (no argparse: this environment must cost nothing)."""
+    flag = f"--{name}"
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
 
 
 def save(out, x, y, params):
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps({"x": x, "y": y, "params": params}))
+    with open(f"{out}/result.txt", "w") as handle:
+        handle.write(f"{x!r} {y!r} {params!r}\n")
