@@ -238,8 +238,12 @@ class LiveView:
         return Group(header, table, *(Text(n, style="yellow") for n in self.notes[-3:]))
 
 
-def _diff_view(diff: str) -> Syntax:
-    return Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
+def _print_diff(diff: str) -> None:
+    """Highlighted on a terminal; verbatim (never wrapped) when piped, so it can be applied again."""
+    if console.is_terminal:
+        console.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True))
+    else:
+        console.print(diff, markup=False, highlight=False, soft_wrap=True, end="")
 
 
 def _status_text(trial: Trial) -> Text:
@@ -268,7 +272,8 @@ def _drive(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
         errors.print("[yellow]stopping: cancelling the trials in flight (Ctrl-C again to quit at once)[/]")
 
-    previous = signal.signal(signal.SIGINT, stop)
+    # Ctrl-C, and a plain `kill` from a service manager, stop cleanly: in-flight trials are cancelled.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with campaign_lock(settings, campaign), LiveView(campaign, env, store) as view:
             controller = CampaignController(
@@ -276,7 +281,8 @@ def _drive(
             )
             outcome = controller.run(cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _print_outcome(store, outcome, env)
     return outcome
 
@@ -298,7 +304,7 @@ def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> 
         )
         chain = " -> ".join(store.get_idea(t.idea_id).title for t in reports.path_to(store, best)[1:])
         console.print(f"lineage: {chain}")
-        console.print(_diff_view(best.code_diff))
+        _print_diff(best.code_diff)
     elif best is not None:
         console.print("no trial beat the baseline.")
     if outcome.stopped_by_user:
@@ -493,7 +499,7 @@ def show(
     console.print(_lineage_tree(report["lineage"]))
     if report["best_diff"]:
         console.print(f"[b]best trial {report['best']['number']} against the baseline:[/]")
-        console.print(_diff_view(report["best_diff"]))
+        _print_diff(report["best_diff"])
 
 
 def _lineage_tree(nodes: list[dict[str, Any]]) -> Tree:
@@ -536,7 +542,7 @@ def trial(
     for patch in report["patches"]:
         state = "applied" if patch["applied"] else f"[red]not applied: {patch['error']}[/]"
         console.print(f"[b]patch attempt {patch['attempt']}[/] ({state})")
-        console.print(_diff_view(patch["diff"]))
+        _print_diff(patch["diff"])
     if t["log_tail"]:
         console.print("[b]log tail[/]")
         console.print(Text(t["log_tail"]))

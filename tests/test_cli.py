@@ -121,7 +121,7 @@ def _campaign_exists(url: str, name: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", ["kill -9", "ctrl-c"])
+@pytest.mark.parametrize("stop", ["kill -9", "ctrl-c", "kill"])
 def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial(
     cli: Cli, cli_env: dict[str, str], sqlite_url: str, stop: str
 ) -> None:
@@ -133,12 +133,12 @@ def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial
         text=True,
     )
     _wait_for(lambda: _campaign_exists(sqlite_url, "k") and len(_finished(sqlite_url, "k")) >= 1, 300)
-    proc.send_signal(signal.SIGKILL if stop == "kill -9" else signal.SIGINT)
+    proc.send_signal({"kill -9": signal.SIGKILL, "ctrl-c": signal.SIGINT, "kill": signal.SIGTERM}[stop])
     proc.wait(timeout=60)
     before = _finished(sqlite_url, "k")
     store = open_store(sqlite_url)
     campaign = store.get_campaign("k")
-    if stop == "ctrl-c":
+    if stop != "kill -9":
         labels = {t.label for t in store.list_trials(campaign.id) if t.status is TrialStatus.INTERRUPTED}
         assert labels == {FailureLabel.CANCELLED}
         assert str(campaign.status) == "stopped"

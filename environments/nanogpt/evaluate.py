@@ -45,7 +45,10 @@ def main():
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         fail(f"training left no loadable model: {exc}")
     model = program.module().to(device)
-    params = sum(t.numel() for t in program.state_dict.values())
+    # Count storage, not tensors: a tied weight is one set of parameters, and slices of one big
+    # buffer cannot hide their size.
+    storages = {t.untyped_storage().data_ptr(): t for t in program.state_dict.values()}
+    params = sum(t.untyped_storage().nbytes() // t.element_size() for t in storages.values())
 
     val = torch.frombuffer(bytearray((args.data / "val.bin").read_bytes()), dtype=torch.uint8)
     n_bytes = min(int(size["eval_bytes"]), len(val) - 1)
