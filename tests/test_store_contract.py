@@ -257,9 +257,10 @@ def test_running_trial_finishes_with_its_score_and_metrics(store: Store) -> None
         log_tail="---\nval_loss: 3.28\n",
         code_hash="abc123",
     )
-    assert store.finish_trial(trial.id, result) is True
+    finished = store.finish_trial(trial.id, result)
 
     done = store.get_trial(trial.id)
+    assert finished == done  # the returned trial is what was recorded
     assert done.status is TrialStatus.SUCCEEDED and done.label is None
     assert done.score == 3.2812345678901234
     assert dict(done.metrics) == metrics
@@ -287,10 +288,10 @@ def test_metrics_that_are_not_finite_round_trip(store: Store) -> None:
 
 def test_finished_trial_is_not_overwritten(store: Store) -> None:
     trial = running_trial(store, make_campaign(store).id)
-    assert store.finish_trial(trial.id, TrialResult.scored(1.0))
+    assert store.finish_trial(trial.id, TrialResult.scored(1.0)) is not None
 
-    assert store.finish_trial(trial.id, TrialResult.scored(2.0)) is False
-    assert store.finish_trial(trial.id, TrialResult.failed(FailureLabel.WORKER_LOST, "late")) is False
+    assert store.finish_trial(trial.id, TrialResult.scored(2.0)) is None
+    assert store.finish_trial(trial.id, TrialResult.failed(FailureLabel.WORKER_LOST, "late")) is None
     assert store.claim_trial(trial.id) is False
     kept = store.get_trial(trial.id)
     assert (kept.status, kept.score, kept.label) == (TrialStatus.SUCCEEDED, 1.0, None)
@@ -300,7 +301,7 @@ def test_pending_trial_may_fail_before_running(store: Store) -> None:
     trial = make_trial(store, make_campaign(store).id)
 
     result = TrialResult.failed(FailureLabel.PATCH_FAILED, "hunk 2 did not apply")
-    assert store.finish_trial(trial.id, result) is True
+    assert store.finish_trial(trial.id, result) is not None
 
     failed = store.get_trial(trial.id)
     assert (failed.status, failed.label, failed.reason) == (
@@ -314,7 +315,7 @@ def test_pending_trial_may_fail_before_running(store: Store) -> None:
 def test_pending_trial_cannot_succeed_without_running(store: Store) -> None:
     trial = make_trial(store, make_campaign(store).id)
 
-    assert store.finish_trial(trial.id, TrialResult.scored(1.0)) is False
+    assert store.finish_trial(trial.id, TrialResult.scored(1.0)) is None
     assert store.get_trial(trial.id).status is TrialStatus.PENDING
 
 

@@ -295,9 +295,10 @@ class CampaignController:
         return trial
 
     def _record(self, trial: Trial, result: TrialResult) -> None:
-        if not self.store.finish_trial(trial.id, result):
+        finished = self.store.finish_trial(trial.id, result)
+        if finished is None:
             self.observer.note(f"trial {trial.number} already had a result; this one was not recorded")
-        finished = self.store.get_trial(trial.id)
+            finished = self.store.get_trial(trial.id)
         self.lineage.add(finished)
         if finished.is_scored and finished.score is not None:
             self.population.add(finished.id, finished.score)

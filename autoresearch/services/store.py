@@ -95,8 +95,8 @@ class Store(ABC):
         """PENDING -> RUNNING in one guarded statement; False when someone else moved it first."""
 
     @abstractmethod
-    def finish_trial(self, trial_id: int, result: TrialResult) -> bool:
-        """Record a result once: False (and nothing written) when the trial cannot move to it."""
+    def finish_trial(self, trial_id: int, result: TrialResult) -> Trial | None:
+        """Record a result once: the finished trial, or None (nothing written) when it cannot move to it."""
 
     @abstractmethod
     def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:

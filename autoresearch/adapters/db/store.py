@@ -118,7 +118,7 @@ _NEXT_NUMBER = (
 # One INSERT ... (SELECT max(number) + 1): atomic on SQLite, whose writers run one at a time.
 _INSERT_TRIAL = insert(TrialRow).values(number=_NEXT_NUMBER).returning(TrialRow)
 _CLAIM = _move_to(TrialStatus.RUNNING)
-_FINISH = {status: _move_to(status) for status in TrialStatus if status.is_terminal}
+_FINISH = {status: _move_to(status).returning(TrialRow) for status in TrialStatus if status.is_terminal}
 _INTERRUPT = (
     update(TrialRow)
     .where(
@@ -485,8 +485,9 @@ class SqlStore(Store):
     def claim_trial(self, trial_id: int) -> bool:
         return self._move_trial(_CLAIM, trial_id, {"status": TrialStatus.RUNNING, "started_at": utc_now()})
 
-    def finish_trial(self, trial_id: int, result: TrialResult) -> bool:
+    def finish_trial(self, trial_id: int, result: TrialResult) -> Trial | None:
         changes = {
+            "trial_id": trial_id,
             "status": result.status,
             "label": result.label,
             "score": result.score,
@@ -498,7 +499,12 @@ class SqlStore(Store):
             "code_hash": result.code_hash,
             "finished_at": utc_now(),
         }
-        return self._move_trial(_FINISH[result.status], trial_id, changes)
+        with self._transaction() as connection:
+            row = connection.execute(_FINISH[result.status], changes).one_or_none()
+            if row is None:
+                self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
+                return None
+            return _trial(row)
 
     def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:
         if label.status is not TrialStatus.INTERRUPTED:
