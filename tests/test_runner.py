@@ -179,3 +179,20 @@ def test_a_score_that_is_not_a_number_is_gate_miss(env: Environment, settings: S
     code["recipe.py"] = code["recipe.py"].replace("x = 0.0", "x = float('nan')")
     result = _run(env, settings, code)
     assert result.label is FailureLabel.GATE_MISS and "finite" in result.reason
+
+
+def test_an_environment_changed_on_disk_is_the_services_problem_not_the_candidates(
+    env: Environment, settings: Settings, tmp_path: Path
+) -> None:
+    import shutil
+
+    from autoresearch.errors import ConfigError
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(env.root, copy)
+    moved = load_environment(copy)
+    runner = _runner(moved, settings)
+    assert moved.protected_digests  # hashed when the campaign starts
+    (copy / "harness.py").write_text("# edited by someone mid-campaign\n")
+    with pytest.raises(ConfigError, match="changed on disk"):
+        runner.run(TrialJob(1, 1, 1, 0, moved.read_editable()))

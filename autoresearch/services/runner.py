@@ -106,7 +106,9 @@ class TrialRunner:
         shutil.rmtree(root, ignore_errors=True)
         out_dir.mkdir(parents=True)
         self._write_working_copy(job, code_dir)
-        common = {"code_hash": code_hash(job.code)}
+        if self._changed_protected_files(code_dir):  # before: the environment itself, not the candidate
+            raise ConfigError(f"{self.env.root}: protected files changed on disk since the campaign started")
+        digest = code_hash(job.code)
 
         train = self._run_phase(
             "train",
@@ -123,14 +125,10 @@ class TrialRunner:
             job=job,
         )
         failure = self._phase_failure("training", train)
-        if failure is None:
-            changed = [
-                f for f in self.env.trial_files if sha256_file(code_dir / f) != self.env.protected_digests[f]
-            ]
-            if changed:
-                failure = (FailureLabel.ILLEGAL_EDIT, f"training changed protected file {changed[0]}")
+        if failure is None and (changed := self._changed_protected_files(code_dir)):
+            failure = (FailureLabel.ILLEGAL_EDIT, f"training changed protected file {changed[0]}")
         if failure is not None:
-            return self._finish(job, root, started, train, None, failure, {}, common)
+            return self._finish(root, started, train, None, failure, {}, digest)
 
         evaluate = self._run_phase(
             "evaluate",
@@ -147,9 +145,13 @@ class TrialRunner:
         )
         verdict = parse_summary((root / "evaluate.log").read_text(errors="replace"))
         failure = self._phase_failure("evaluation", evaluate) or self._judge(verdict)
-        return self._finish(job, root, started, train, evaluate, failure, verdict, common)
+        return self._finish(root, started, train, evaluate, failure, verdict, digest)
 
     # -- steps ----------------------------------------------------------------------------------
+    def _changed_protected_files(self, code_dir: Path) -> list[str]:
+        """Protected files of the working copy whose sha256 differs from the environment's."""
+        return [f for f in self.env.trial_files if sha256_file(code_dir / f) != self.env.protected_digests[f]]
+
     def _write_working_copy(self, job: TrialJob, code_dir: Path) -> None:
         for rel, text in job.code.items():
             target = code_dir / rel
@@ -279,14 +281,13 @@ class TrialRunner:
 
     def _finish(
         self,
-        job: TrialJob,
         root: Path,
         started: float,
         train: PhaseOutcome,
         evaluate: PhaseOutcome | None,
         failure: tuple[FailureLabel, str] | None,
         verdict: Mapping[str, float],
-        common: dict[str, str],
+        digest: str,
     ) -> TrialResult:
         tail = f"== train ==\n{train.tail}" + (f"\n== evaluate ==\n{evaluate.tail}" if evaluate else "")
         last = evaluate or train
@@ -296,7 +297,7 @@ class TrialRunner:
             "duration_s": time.monotonic() - started,
             "exit_code": last.exit_code,
             "log_tail": tail[-self.settings.log_tail_bytes :],
-            **common,
+            "code_hash": digest,
         }
         if not self.settings.keep_trial_dirs:
             shutil.rmtree(root, ignore_errors=True)
