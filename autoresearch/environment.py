@@ -36,8 +36,8 @@ TRIAL_PLACEHOLDERS = frozenset({"python", "preset", "seed", "data", "out"})
 PREPARE_PLACEHOLDERS = frozenset({"python", "data"})
 
 
-def _check_placeholders(argv: list[str] | None, allowed: frozenset[str]) -> list[str] | None:
-    for part in argv or []:
+def _check_placeholders(argv: list[str], allowed: frozenset[str]) -> None:
+    for part in argv:
         try:
             names = {name for _, name, _, _ in string.Formatter().parse(part) if name is not None}
         except ValueError as exc:
@@ -47,7 +47,6 @@ def _check_placeholders(argv: list[str] | None, allowed: frozenset[str]) -> list
             raise ValueError(
                 f"unknown placeholder {{{sorted(unknown)[0]}}} in {part!r}; use {sorted(allowed)}"
             )
-    return argv
 
 
 class Commands(StrictModel):
@@ -60,12 +59,14 @@ class Commands(StrictModel):
     @field_validator("train", "evaluate")
     @classmethod
     def _trial_placeholders(cls, argv: list[str]) -> list[str]:
-        return _check_placeholders(argv, TRIAL_PLACEHOLDERS) or argv
+        _check_placeholders(argv, TRIAL_PLACEHOLDERS)
+        return argv
 
     @field_validator("prepare")
     @classmethod
     def _prepare_placeholders(cls, argv: list[str] | None) -> list[str] | None:
-        return _check_placeholders(argv, PREPARE_PLACEHOLDERS)
+        _check_placeholders(argv or [], PREPARE_PLACEHOLDERS)
+        return argv
 
 
 class Files(StrictModel):
