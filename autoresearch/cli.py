@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +29,8 @@ from rich.tree import Tree
 from autoresearch import __version__
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.agents.build import check_clients, open_agents, preflight_preset
+from autoresearch.agents.config import CATALOG, agents_config
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
 from autoresearch.domain.strategies import STRATEGIES
@@ -265,6 +268,8 @@ def _drive(
     with console.status(f"preparing data for {env.name}..."):
         data_dir = prepare_data(env, settings)
     runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir)
+    smoke = preflight_preset(env, campaign.preset)
+    smoke_runner = TrialRunner(env, smoke, settings, sandbox, data_dir) if smoke else None
     cancel = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -275,10 +280,27 @@ def _drive(
     # Ctrl-C, and a plain `kill` from a service manager, stop cleanly: in-flight trials are cancelled.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with campaign_lock(settings, campaign), LiveView(campaign, env, store) as view:
-            controller = CampaignController(
-                store, campaign, env, runner, proposer or CatalogProposer(env, campaign.goal), view
-            )
+        with (
+            campaign_lock(settings, campaign),
+            open_agents(store, campaign, env, settings, smoke_runner, cancel) as agents,
+            LiveView(campaign, env, store) as view,
+        ):
+            if agents is None:
+                controller = CampaignController(
+                    store, campaign, env, runner, proposer or CatalogProposer(env, campaign.goal), view
+                )
+            else:
+                controller = CampaignController(
+                    store,
+                    campaign,
+                    env,
+                    runner,
+                    agents.proposer,
+                    view,
+                    implementer=agents.implementer,
+                    novelty=agents.novelty,
+                    analyst=agents.analyst,
+                )
             outcome = controller.run(cancel)
     finally:
         for sig, handler in previous.items():
@@ -307,8 +329,49 @@ def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> 
         _print_diff(best.code_diff)
     elif best is not None:
         console.print("no trial beat the baseline.")
+    llm = reports.llm_report(store, campaign)
+    if llm:
+        _print_llm_usage(llm)
+    if outcome.proposer_stopped:
+        console.print(f"[yellow]no more ideas: {outcome.proposer_stopped}[/]")
     if outcome.stopped_by_user:
         console.print(f"stopped. Carry on with: [b]autoresearch resume {campaign.name}[/]")
+
+
+def _print_llm_usage(llm: dict[str, Any]) -> None:
+    table = Table(title="LLM usage", title_justify="left")
+    for column in ("role", "model", "calls", "trials", "tokens in", "cached", "tokens out", "dollars"):
+        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+
+    def dollars(u: dict[str, Any]) -> str:
+        if u["unpriced_calls"] == u["calls"]:
+            return "unpriced"
+        return f"${u['dollars']:.4f}" + (f" +{u['unpriced_calls']} unpriced" if u["unpriced_calls"] else "")
+
+    for role, u in llm["roles"].items():
+        table.add_row(
+            role,
+            u["model"] or "",
+            str(u["calls"]),
+            str(u["trials"]),
+            f"{u['input_tokens']:,}",
+            f"{u['cached_tokens']:,}",
+            f"{u['output_tokens']:,}",
+            dollars(u),
+        )
+    t = llm["total"]
+    limits = ", ".join(f"{k} {v:g}" for k, v in llm["budget"].items() if v is not None)
+    table.add_row(
+        "total",
+        f"budget: {limits}" if limits else "",
+        str(t["calls"]),
+        "",
+        f"{t['input_tokens']:,}",
+        f"{t['cached_tokens']:,}",
+        f"{t['output_tokens']:,}",
+        dollars(t),
+    )
+    console.print(table)
 
 
 PresetOpt = Annotated[
@@ -329,11 +392,59 @@ def run(
     goal: Annotated[
         str, typer.Option(help="The research goal in words; the proposer favours what it names.")
     ] = "",
+    proposer_model: Annotated[
+        str,
+        typer.Option(
+            "--proposer",
+            help="Who writes ideas: `catalog` (offline, the default), a model such as anthropic:MODEL, "
+            "openai:MODEL or openai-compatible:URL:MODEL, or `stand-in` / `stand-in:anthropic` "
+            "(the offline stand-in LLM server).",
+        ),
+    ] = CATALOG,
+    implementer_model: Annotated[
+        str | None, typer.Option("--implementer", help="Model that writes patches (default: the proposer's).")
+    ] = None,
+    analyst_model: Annotated[
+        str | None,
+        typer.Option(
+            "--analyst", help="Model that notes on each trial (default: the proposer's; `none`: off)."
+        ),
+    ] = None,
+    ideas_per_call: Annotated[int, typer.Option(help="Ideas the proposer writes per call.")] = 4,
+    revisions: Annotated[int, typer.Option(help="Re-prompts of the implementer after a failed patch.")] = 2,
+    preflight: Annotated[
+        bool, typer.Option(help="Check each LLM patch (syntax, a few smoke-preset steps) before its trial.")
+    ] = True,
+    max_dollars: Annotated[
+        float | None, typer.Option(help="Stop proposing once LLM calls cost this.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Stop proposing once LLM calls used this many.")
+    ] = None,
+    role_budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A role's own limit, e.g. implementer:dollars=2 or proposer:tokens=200000; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Start a campaign: propose, implement, run and score trials until the budget is spent."""
     settings = load_settings()
     env = find_environment(environment, settings.environment_search_path)
     goal = goal or _default_goal(env)
+    agents = agents_config(
+        proposer_model,
+        implementer=implementer_model,
+        analyst=analyst_model,
+        ideas_per_call=ideas_per_call,
+        revisions=revisions,
+        preflight=preflight,
+        max_dollars=max_dollars,
+        max_tokens=max_tokens,
+        role_budgets=role_budget or [],
+    )
+    if agents is not None:
+        check_clients(agents, settings)
     proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
     with _store(settings) as store:
         campaign = create_campaign(
@@ -346,10 +457,12 @@ def run(
             seed=seed,
             name=name,
             goal=goal,
+            agents=agents.model_dump(mode="json") if agents else None,
         )
+        who = f"ideas by {agents.proposer}" if agents else "ideas from the catalog"
         console.print(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
-            f"{trials} trials, {concurrency} at a time"
+            f"{trials} trials, {concurrency} at a time, {who}"
         )
         _drive(settings, store, campaign, env, proposer)
 
@@ -387,7 +500,12 @@ class _UserPatch:
         self.used = False
 
     def propose(
-        self, parent: Trial, parent_code: Mapping[str, str], lineage: Lineage, rng: random.Random
+        self,
+        parent: Trial,
+        parent_code: Mapping[str, str],
+        lineage: Lineage,
+        rng: random.Random,
+        surface: str | None = None,
     ) -> Proposal | None:
         if self.used:
             return None
@@ -497,6 +615,10 @@ def show(
     if report["labels"]:
         console.print("failures: " + ", ".join(f"{label} {n}" for label, n in report["labels"].items()))
     console.print(_lineage_tree(report["lineage"]))
+    if report["duplicates"]:
+        console.print(f"{len(report['duplicates'])} near-duplicate ideas dropped by the novelty gate")
+    if report["llm"]:
+        _print_llm_usage(report["llm"])
     if report["best_diff"]:
         console.print(f"[b]best trial {report['best']['number']} against the baseline:[/]")
         _print_diff(report["best_diff"])
@@ -518,8 +640,11 @@ def _lineage_tree(nodes: list[dict[str, Any]]) -> Tree:
 def trial(
     ref: Annotated[str, typer.Argument(metavar="TRIAL", help="Trial id, or CAMPAIGN:NUMBER.")],
     as_json: JsonOpt = False,
+    prompts: Annotated[
+        bool, typer.Option("--prompts", help="Print every LLM call's prompt and response in full.")
+    ] = False,
 ) -> None:
-    """One trial: hypothesis, diff, log tail, metrics."""
+    """One trial: hypothesis, patch attempts, LLM calls, analyst note, log tail, metrics."""
     settings = load_settings()
     with _store(settings) as store:
         found = _find_trial(store, ref)
@@ -527,22 +652,48 @@ def trial(
     if as_json:
         _print_json(report)
         return
-    t = report["trial"]
+    t, idea = report["trial"], report["idea"]
     console.print(f"[b]trial {t['number']}[/] of {report['campaign']} (id {t['id']}): {_status_text(found)}")
-    console.print(
-        f"idea ({report['idea']['origin']}, {report['idea']['surface'] or '-'}): {report['idea']['hypothesis']}"
-    )
+    console.print(f"idea ({idea['origin']}, {idea['surface'] or '-'}): {idea['hypothesis']}", highlight=False)
+    if idea["rationale"]:
+        console.print(f"rationale: {idea['rationale']}", highlight=False)
     if t["score"] is not None:
         console.print(f"score: {t['score']:.6f}")
     if t["reason"]:
-        console.print(f"reason: {t['reason']}")
+        console.print(f"reason: {t['reason']}", highlight=False)
     console.print(f"seed {t['seed']}, duration {t['duration_s'] or 0:.1f} s, exit {t['exit_code']}")
     if t["metrics"]:
         console.print("metrics: " + ", ".join(f"{k}={v:g}" for k, v in t["metrics"].items()))
     for patch in report["patches"]:
-        state = "applied" if patch["applied"] else f"[red]not applied: {patch['error']}[/]"
+        if patch["applied"] and not patch["error"]:
+            state = "[green]accepted[/]"
+        elif patch["applied"]:
+            state = f"[red]applied, then rejected: {escape(patch['error'])}[/]"
+        else:
+            state = f"[red]not applied: {escape(patch['error'])}[/]"
         console.print(f"[b]patch attempt {patch['attempt']}[/] ({state})")
         _print_diff(patch["diff"])
+    if report["llm_calls"]:
+        console.print("[b]LLM calls[/]")
+    for call in report["llm_calls"]:
+        u = call["usage"]
+        cost = f"${u['dollars']:.4f}" if not u["unpriced_calls"] else "unpriced"
+        outcome = f"[red]{escape(call['error'])}[/]" if call["error"] else "ok"
+        console.print(
+            f"  #{call['id']} {call['role']} {call['template']} {call['model']}: {u['input_tokens']:,} in "
+            f"({u['cached_tokens']:,} cached), {u['output_tokens']:,} out, {cost}, "
+            f"{call['attempts']} HTTP attempt(s), {call['duration_s']:.1f} s: {outcome}",
+            highlight=False,
+        )
+        if prompts:
+            for message in [
+                {"role": "system", "content": call["prompt"]["system"]},
+                *call["prompt"]["messages"],
+            ]:
+                console.print(Text(f"  [{message['role']}]\n{message['content']}", style="dim"))
+            console.print(Text(f"  [response]\n{call['response']}"))
+    if t["analysis"]:
+        console.print(f"[b]analyst:[/] {escape(t['analysis'])}", highlight=False)
     if t["log_tail"]:
         console.print("[b]log tail[/]")
         console.print(Text(t["log_tail"]))

@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autoresearch.errors import ConfigError
@@ -33,6 +33,28 @@ class SandboxMode(StrEnum):
     NONE = "none"  # plain subprocesses: only for code you trust
 
 
+class Price(BaseModel):
+    """Dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # default: the input price
+    cache_write: float | None = Field(default=None, ge=0)  # default: the input price
+
+
+# List prices per million tokens when this table was written (2026-11); override with AUTORESEARCH_PRICES.
+# A model not listed here is budgeted in tokens only.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-5": Price(input=1.25, output=10.0, cached_input=0.125),
+    "gpt-5-mini": Price(input=0.25, output=2.0, cached_input=0.025),
+    "gpt-4.1": Price(input=2.0, output=8.0, cached_input=0.5),
+    "gpt-4o": Price(input=2.5, output=10.0, cached_input=1.25),
+    "claude-opus-4-1": Price(input=15.0, output=75.0, cached_input=1.5, cache_write=18.75),
+    "claude-sonnet-4-5": Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75),
+    "claude-haiku-4-5": Price(input=1.0, output=5.0, cached_input=0.1, cache_write=1.25),
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTORESEARCH_", extra="ignore")
 
@@ -51,6 +73,36 @@ class Settings(BaseSettings):
     log_cap_bytes: int = Field(default=2_000_000, gt=0, description="Each phase's log is cut beyond this.")
     log_tail_bytes: int = Field(default=4_000, gt=0, description="How much of the log a trial record keeps.")
     keep_trial_dirs: bool = Field(default=True, description="Keep each trial's working copy and logs.")
+
+    # LLM providers ---------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AUTORESEARCH_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="Read from AUTORESEARCH_OPENAI_API_KEY or OPENAI_API_KEY; never logged or stored.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AUTORESEARCH_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="Read from AUTORESEARCH_ANTHROPIC_API_KEY or ANTHROPIC_API_KEY; never logged or stored.",
+    )
+    openai_compatible_api_key: SecretStr | None = Field(
+        default=None, description="Key for an OpenAI-compatible server, if it wants one."
+    )
+    openai_base_url: str | None = Field(default=None, description="Send `openai:` calls here (a proxy).")
+    anthropic_base_url: str | None = Field(default=None, description="Send `anthropic:` calls here.")
+    llm_timeout_s: float = Field(
+        default=120.0, gt=0, description="Per HTTP attempt; while streaming, the longest silence."
+    )
+    llm_retries: int = Field(default=5, ge=0, description="Retries of a 429, 5xx, timeout or dropped call.")
+    llm_backoff_s: float = Field(default=1.0, ge=0, description="First retry's wait; doubles, at most 60 s.")
+    llm_stream: bool = Field(default=True, description="Stream completions (no long idle connections).")
+    prices: dict[str, Price] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="JSON: model -> {input, output, cached_input, cache_write} dollars per million tokens.",
+    )
+    novelty_threshold: float = Field(
+        default=0.9, gt=0, le=1, description="Cosine similarity at which an idea counts as a duplicate."
+    )
 
     @property
     def resolved_database_url(self) -> str:

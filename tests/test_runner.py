@@ -8,9 +8,9 @@ import pytest
 
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.diffs import make_diff
-from autoresearch.domain.model import FailureLabel, IdeaOrigin, TrialStatus
+from autoresearch.domain.model import FailureLabel, TrialStatus
 from autoresearch.environment import Environment, load_environment
-from autoresearch.services.proposer import Proposal, implement
+from autoresearch.services.implementer import apply_checked
 from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
 from autoresearch.settings import SandboxMode, Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
@@ -93,13 +93,10 @@ def _alive_sleepers() -> list[str]:
 def test_a_patch_touching_a_protected_file_is_illegal_and_never_runs(env: Environment) -> None:
     baseline = env.read_editable()
     diff = make_diff({"evaluate.py": "x\n"}, {"evaluate.py": "y\n"})
-    result = implement(Proposal("cheat", IdeaOrigin.USER, diff), baseline, baseline, env)
-    assert result.label is FailureLabel.ILLEGAL_EDIT and result.code is None
+    attempt, code = apply_checked(diff, baseline, env)
+    assert attempt.label is FailureLabel.ILLEGAL_EDIT and code is None
     escaping = make_diff({"../x.py": "x\n"}, {"../x.py": "y\n"})
-    assert (
-        implement(Proposal("escape", IdeaOrigin.USER, escaping), baseline, baseline, env).label
-        is FailureLabel.ILLEGAL_EDIT
-    )
+    assert apply_checked(escaping, baseline, env)[0].label is FailureLabel.ILLEGAL_EDIT
 
 
 def test_training_that_rewrites_a_protected_file_is_illegal_edit(
@@ -114,8 +111,8 @@ def test_training_that_rewrites_a_protected_file_is_illegal_edit(
 def test_a_diff_that_does_not_apply_is_patch_failed(env: Environment) -> None:
     baseline = env.read_editable()
     diff = make_diff({"recipe.py": "z = 1\n"}, {"recipe.py": "z = 2\n"})
-    result = implement(Proposal("stale", IdeaOrigin.USER, diff), baseline, baseline, env)
-    assert result.label is FailureLabel.PATCH_FAILED and "does not match" in result.error
+    attempt, code = apply_checked(diff, baseline, env)
+    assert attempt.label is FailureLabel.PATCH_FAILED and code is None and "does not match" in attempt.error
 
 
 def test_a_model_over_the_size_cap_is_size_cap(env: Environment, settings: Settings) -> None:

@@ -16,9 +16,12 @@ from autoresearch.domain.model import (
     CampaignStatus,
     FailureLabel,
     IdeaOrigin,
+    LLMCall,
+    Role,
     Trial,
     TrialResult,
     TrialStatus,
+    Usage,
 )
 from autoresearch.errors import ConfigError, NotFound, StoreError
 from autoresearch.services.store import Store
@@ -457,3 +460,82 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
         assert opened.list_campaigns() == []
     finally:
         opened.close()
+
+
+# LLM calls -----------------------------------------------------------------------------------
+
+
+def record_call(store: Store, campaign_id: int, role: Role, **overrides: Any) -> LLMCall:
+    fields: dict[str, Any] = {
+        "role": role,
+        "model": "anthropic:claude-sonnet-4-5",
+        "template": f"{role}@v1",
+        "prompt": {"system": "s", "messages": [{"role": "user", "content": "u"}]},
+        "response": "r",
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "cached_tokens": 600,
+        "dollars": 0.0042,
+    }
+    return store.add_llm_call(campaign_id, **(fields | overrides))
+
+
+def test_llm_calls_are_recorded_as_sent_and_summed_per_role(store: Store) -> None:
+    campaign = make_campaign(store)
+    first = record_call(store, campaign.id, Role.PROPOSER)
+    record_call(
+        store, campaign.id, Role.PROPOSER, dollars=None, input_tokens=10, output_tokens=5, cached_tokens=0
+    )
+    record_call(store, campaign.id, Role.IMPLEMENTER, dollars=0.01)
+
+    assert store.get_llm_call(first.id) == first
+    assert first.prompt["messages"][0]["content"] == "u" and first.usage.calls == 1
+    usage = store.llm_usage(campaign.id)
+    assert usage[Role.PROPOSER] == Usage(
+        calls=2, input_tokens=1010, output_tokens=105, cached_tokens=600, dollars=0.0042, unpriced_calls=1
+    )
+    assert usage[Role.IMPLEMENTER].dollars == pytest.approx(0.01)
+    assert Role.ANALYST not in usage
+    assert store.llm_usage(make_campaign(store, "other").id) == {}
+
+
+def test_llm_calls_are_listed_by_idea_and_by_trial_and_can_be_rejected(store: Store) -> None:
+    campaign = make_campaign(store)
+    proposal = record_call(store, campaign.id, Role.PROPOSER)
+    idea = store.add_idea(
+        campaign.id, hypothesis="h", origin=IdeaOrigin.LLM, rationale="why", llm_call_id=proposal.id
+    )
+    trial = store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=1)
+    patch_call = record_call(store, campaign.id, Role.IMPLEMENTER, idea_id=idea.id)
+    note = record_call(store, campaign.id, Role.ANALYST, trial_id=trial.id)
+    store.reject_llm_call(proposal.id, "invalid JSON")
+    store.add_patch(trial.id, attempt=1, diff="d", applied=True, llm_call_id=patch_call.id)
+    store.set_trial_analysis(trial.id, "it helped")
+
+    assert store.get_idea(idea.id).llm_call_id == proposal.id and store.get_idea(idea.id).rationale == "why"
+    assert [c.id for c in store.list_llm_calls(campaign.id, idea_id=idea.id)] == [patch_call.id]
+    assert [c.id for c in store.list_llm_calls(campaign.id, trial_id=trial.id)] == [note.id]
+    assert len(store.list_llm_calls(campaign.id)) == 3
+    assert store.get_llm_call(proposal.id).error == "invalid JSON"
+    assert store.list_patches(trial.id)[0].llm_call_id == patch_call.id
+    assert store.get_trial(trial.id).analysis == "it helped"
+    with pytest.raises(NotFound):
+        store.get_llm_call(10_000)
+    with pytest.raises(NotFound):
+        store.set_trial_analysis(10_000, "x")
+
+
+def test_a_dropped_duplicate_idea_names_the_idea_it_repeats(store: Store) -> None:
+    campaign = make_campaign(store)
+    original = store.add_idea(campaign.id, hypothesis="use rope", origin=IdeaOrigin.LLM)
+    copy = store.add_idea(campaign.id, hypothesis="use RoPE", origin=IdeaOrigin.LLM, duplicate_of=original.id)
+    assert store.get_idea(copy.id).duplicate_of == original.id
+    with pytest.raises(NotFound):
+        store.add_idea(campaign.id, hypothesis="x", origin=IdeaOrigin.LLM, duplicate_of=10_000)
+
+
+def test_a_campaign_keeps_its_agents_config(store: Store) -> None:
+    agents = {"proposer": "openai:gpt-5", "budget": {"dollars": 2.5, "tokens": None}}
+    campaign = make_campaign(store, agents=agents)
+    assert store.get_campaign(campaign.id).agents == agents
+    assert make_campaign(store, "plain").agents == {}

@@ -94,13 +94,33 @@ class CatalogProposer:
         }
 
     def propose(
-        self, parent: Trial, parent_code: Mapping[str, str], lineage: Lineage, rng: random.Random
+        self,
+        parent: Trial,
+        parent_code: Mapping[str, str],
+        lineage: Lineage,
+        rng: random.Random,
+        surface: str | None = None,
+    ) -> Proposal | None:
+        if surface is not None:  # that surface's entries, while it has any left for this parent
+            on_surface = self._propose(parent, parent_code, lineage, rng, surface)
+            if on_surface is not None:
+                return on_surface
+        return self._propose(parent, parent_code, lineage, rng, None)
+
+    def _propose(
+        self,
+        parent: Trial,
+        parent_code: Mapping[str, str],
+        lineage: Lineage,
+        rng: random.Random,
+        surface: str | None,
     ) -> Proposal | None:
         blocked = lineage.ancestry_keys(parent.id) | lineage.tried_on(parent.id)
-        fresh = [t for t in self.techniques if t.key not in blocked]
-        if fresh and (not self.mutations or rng.random() >= self.mutation_rate):
+        fresh = [t for t in self.techniques if t.key not in blocked and surface in (None, t.surface)]
+        mutations = [m for m in self.mutations if surface in (None, m.surface)]
+        if fresh and (not mutations or rng.random() >= self.mutation_rate):
             return self._technique(fresh, lineage, rng)
-        mutation = self._mutate(parent_code, blocked, rng)
+        mutation = self._mutate(mutations, parent_code, blocked, rng)
         if mutation is None and fresh:
             return self._technique(fresh, lineage, rng)
         return mutation
@@ -114,10 +134,14 @@ class CatalogProposer:
         return Proposal(t.hypothesis, IdeaOrigin.CATALOG, t.diff, t.surface, t.key, against_baseline=True)
 
     def _mutate(
-        self, parent_code: Mapping[str, str], blocked: Set[str], rng: random.Random
+        self,
+        mutations: list[MutationEntry],
+        parent_code: Mapping[str, str],
+        blocked: Set[str],
+        rng: random.Random,
     ) -> Proposal | None:
         options: list[tuple[MutationEntry, str, str]] = []
-        for m in self.mutations:
+        for m in mutations:
             match = re.search(rf"^{m.name} = ([-+0-9.eE_]+)\s*$", parent_code.get(m.file, ""), re.MULTILINE)
             if not match:
                 continue

@@ -6,7 +6,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -96,6 +96,15 @@ class IdeaOrigin(enum.StrEnum):
     CATALOG = "catalog"  # a known technique from the environment's catalog
     MUTATION = "mutation"  # a numeric change to one hyperparameter of the recipe
     USER = "user"  # a patch a person supplied (`autoresearch try`)
+    LLM = "llm"  # written by an LLM proposer; its patch by an LLM implementer
+
+
+class Role(enum.StrEnum):
+    """The LLM agents of a campaign; each has its own model, prompts and budget."""
+
+    PROPOSER = "proposer"  # writes ideas from the goal and the lineage
+    IMPLEMENTER = "implementer"  # turns an idea into a patch, revising on errors
+    ANALYST = "analyst"  # writes a note on each finished trial for later prompts
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ class Campaign:
     seed: int
     status: CampaignStatus
     created_at: datetime
+    agents: Mapping[str, Any] = field(default_factory=dict)  # LLM models, budgets (agents.AgentsConfig)
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,9 @@ class Idea:
     key: str = ""  # stable name of the technique or mutation, e.g. "rmsnorm" or "learning_rate*1.5"
     parent_trial_ids: tuple[int, ...] = ()
     diff: str = ""  # what the proposer asked for, against the baseline; the patch records what applied
+    rationale: str = ""  # why the proposer expects it to help, and by how much
+    llm_call_id: int | None = None  # the proposer's call that wrote it
+    duplicate_of: int | None = None  # dropped by the novelty gate as a near-copy of this idea: never run
 
     @property
     def title(self) -> str:
@@ -143,8 +156,13 @@ class Patch:
     attempt: int
     diff: str
     applied: bool
-    error: str = ""
+    error: str = ""  # why it did not apply, or why it failed preflight
     files: tuple[str, ...] = ()
+    llm_call_id: int | None = None  # the implementer's call that wrote it
+
+    @property
+    def accepted(self) -> bool:
+        return self.applied and not self.error
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,48 @@ class Trial:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    analysis: str = ""  # the analyst's note on the outcome
 
     @property
     def is_scored(self) -> bool:
         return self.status is TrialStatus.SUCCEEDED and self.score is not None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens spent and what they cost; calls to a model without a price count in tokens only."""
+
+    calls: int = 0
+    input_tokens: int = 0  # every prompt token, cached ones included
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    dollars: float = 0.0
+    unpriced_calls: int = 0  # calls whose dollars are unknown (not in `dollars`)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One request to a model and its answer, exactly as sent and received (API keys are never part of it)."""
+
+    id: int
+    campaign_id: int
+    role: Role
+    model: str  # the model spec, e.g. anthropic:claude-sonnet-4-5
+    template: str  # the prompt template and its version, e.g. implementer@v1
+    prompt: Mapping[str, Any]  # {"system": ..., "messages": [{"role", "content"}, ...]}
+    response: str
+    error: str = ""  # why the call, or what it returned, was not usable
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 1
+    duration_s: float = 0.0
+    idea_id: int | None = None
+    trial_id: int | None = None
+    surface: str = ""
+    created_at: datetime | None = None

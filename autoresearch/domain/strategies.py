@@ -42,6 +42,7 @@ class Population:
 class Strategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    by_surface: ClassVar[bool] = False  # ideas take turns over the environment's surfaces
 
     @abstractmethod
     def choose_parent(self, population: Population, rng: random.Random) -> int:
@@ -65,6 +66,14 @@ class Evolve(Strategy):
         return pool[min(contenders)]  # the pool is ranked: the lowest index wins
 
 
+class Specialists(Evolve):
+    name = "specialists"
+    description = (
+        "evolve, with one proposer per surface of the recipe, each given an equal share of the ideas"
+    )
+    by_surface = True
+
+
 class BestOfN(Strategy):
     name = "best-of-n"
     description = "every child from the baseline: independent samples, the papers' comparison point"
@@ -81,4 +90,6 @@ class RandomParent(Strategy):
         return population.pick_any(rng) if len(population) else population.baseline_id
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Evolve, BestOfN, RandomParent)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Evolve, Specialists, BestOfN, RandomParent)
+}

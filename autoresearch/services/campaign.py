@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from autoresearch.domain.diffs import apply_diff, make_diff
 from autoresearch.domain.lineage import Lineage
@@ -34,13 +34,30 @@ from autoresearch.domain.model import (
 from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
 from autoresearch.environment import Environment
 from autoresearch.errors import ConfigError
-from autoresearch.services.proposer import Proposal, Proposer, implement
+from autoresearch.services.implementer import DiffImplementer, Implementer
+from autoresearch.services.proposer import Proposal, Proposer, ProposerStopped
 from autoresearch.services.runner import TrialJob, TrialRunner
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
 COUNTED = (TrialStatus.SUCCEEDED, TrialStatus.FAILED)  # interrupted trials do not use up the budget
 _PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
+_DUPLICATES_IN_A_ROW = 16  # near-duplicate ideas in a row before concluding the same
+
+
+class NoveltyGate(Protocol):
+    def load(self, ideas: list[Idea]) -> None:
+        """Remember the campaign's earlier ideas."""
+
+    def duplicate_of(self, hypothesis: str) -> tuple[int, float] | None:
+        """The earlier idea this one nearly repeats, with their similarity; None when it is new."""
+
+    def add(self, idea: Idea) -> None: ...
+
+
+class Analyst(Protocol):
+    def analyse(self, trial: Trial, lineage: Lineage, baseline_id: int) -> str | None:
+        """A short note on a finished trial for later prompts; None when there is none to give."""
 
 
 class CampaignObserver(Protocol):
@@ -65,6 +82,7 @@ class CampaignOutcome:
     campaign: Campaign
     stopped_by_user: bool
     exhausted: bool  # the proposer had nothing left to try
+    proposer_stopped: str  # why the proposer stopped early (a budget spent...), or ""
     best: Trial | None
     baseline: Trial | None
 
@@ -80,6 +98,7 @@ def create_campaign(
     seed: int,
     name: str | None,
     goal: str,
+    agents: Mapping[str, Any] | None = None,
 ) -> Campaign:
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -98,6 +117,7 @@ def create_campaign(
         trial_budget=trials,
         concurrency=concurrency,
         seed=seed,
+        agents=agents,
     )
 
 
@@ -133,6 +153,10 @@ class CampaignController:
         runner: TrialRunner,
         proposer: Proposer,
         observer: CampaignObserver | None = None,
+        *,
+        implementer: Implementer | None = None,
+        novelty: NoveltyGate | None = None,
+        analyst: Analyst | None = None,
     ) -> None:
         self.store = store
         self.campaign = campaign
@@ -142,6 +166,10 @@ class CampaignController:
         self.observer: CampaignObserver = observer or SilentObserver()
         self.strategy: Strategy = STRATEGIES[campaign.strategy]()
         self.baseline_code = env.read_editable()
+        self.implementer = implementer or DiffImplementer(env, self.baseline_code)
+        self.novelty = novelty
+        self.analyst = analyst
+        self.proposer_stopped = ""
         self.code_of = lru_cache(maxsize=256)(self._code_of)
         self.broken = ""  # why the runner itself failed: then no new trial starts
 
@@ -164,9 +192,15 @@ class CampaignController:
         with ThreadPoolExecutor(max_workers=campaign.concurrency, thread_name_prefix="trial") as pool:
             while True:
                 while (
-                    not (cancel.is_set() or exhausted or self.broken) and self._open_slots(len(in_flight)) > 0
+                    not (cancel.is_set() or exhausted or self.broken or self.proposer_stopped)
+                    and self._open_slots(len(in_flight)) > 0
                 ):
-                    trial = self._next_trial()
+                    try:
+                        trial = self._next_trial()
+                    except ProposerStopped as exc:
+                        self.proposer_stopped = str(exc)
+                        self.observer.note(f"no more new ideas: {exc}")
+                        continue
                     if trial is None:
                         exhausted = True
                     elif trial.status is TrialStatus.PENDING:
@@ -199,6 +233,7 @@ class CampaignController:
             campaign=store.get_campaign(campaign.id),
             stopped_by_user=stopped,
             exhausted=exhausted,
+            proposer_stopped=self.proposer_stopped,
             best=self.lineage.trials[best_id[0]] if best_id else None,
             baseline=self.lineage.trials.get(self.baseline_id),
         )
@@ -215,6 +250,8 @@ class CampaignController:
         for t in trials:
             if t.is_scored and t.score is not None:
                 self.population.add(t.id, t.score)
+        if self.novelty is not None:
+            self.novelty.load([i for i in self.lineage.ideas.values() if i.origin is not IdeaOrigin.BASELINE])
 
     def _open_slots(self, running: int) -> int:
         return min(self.campaign.concurrency - running, self.campaign.trial_budget - self.counted - running)
@@ -253,14 +290,45 @@ class CampaignController:
         if baseline.status is TrialStatus.PENDING:
             return baseline
         rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}")
-        for _ in range(_PARENT_TRIES):
+        surface = self._next_surface()
+        parents_tried = duplicates = 0
+        while parents_tried < _PARENT_TRIES and duplicates < _DUPLICATES_IN_A_ROW:
             parent = self.lineage.trials[self.strategy.choose_parent(self.population, rng)]
-            proposal = self.proposer.propose(parent, self.code_of(parent.id), self.lineage, rng)
-            if proposal is not None:
+            proposal = self.proposer.propose(parent, self.code_of(parent.id), self.lineage, rng, surface)
+            if proposal is None:
+                parents_tried += 1
+            elif not self._dropped_as_duplicate(parent, proposal):
                 return self._implement(parent, proposal)
+            else:
+                duplicates += 1
         return None
 
-    def _implement(self, parent: Trial, proposal: Proposal) -> Trial:
+    def _next_surface(self) -> str | None:
+        """Under `specialists`, the surface furthest behind its equal share of the ideas; else None."""
+        surfaces = self.env.spec.surfaces
+        if not (self.strategy.by_surface and surfaces):
+            return None
+        counts = dict.fromkeys(surfaces, 0)
+        for idea in self.lineage.ideas.values():
+            if idea.surface in counts and idea.duplicate_of is None:
+                counts[idea.surface] += 1
+        return min(surfaces, key=lambda surface: counts[surface])
+
+    def _dropped_as_duplicate(self, parent: Trial, proposal: Proposal) -> bool:
+        """The novelty gate: a near-copy of an earlier idea is recorded as such and never implemented."""
+        if self.novelty is None or proposal.origin is not IdeaOrigin.LLM:
+            return False
+        found = self.novelty.duplicate_of(proposal.hypothesis)
+        if found is None:
+            return False
+        original, similarity = found
+        idea = self._add_idea(parent, proposal, duplicate_of=original)
+        self.observer.note(
+            f"dropped a near-duplicate idea ({similarity:.2f} similar to idea {original}): {idea.title}"
+        )
+        return True
+
+    def _add_idea(self, parent: Trial, proposal: Proposal, duplicate_of: int | None = None) -> Idea:
         idea = self.store.add_idea(
             self.campaign.id,
             hypothesis=proposal.hypothesis,
@@ -269,9 +337,18 @@ class CampaignController:
             key=proposal.key,
             parent_trial_ids=(parent.id,),
             diff=proposal.diff,
+            rationale=proposal.rationale,
+            llm_call_id=proposal.llm_call_id,
+            duplicate_of=duplicate_of,
         )
         self.lineage.add_idea(idea)
-        impl = implement(proposal, self.code_of(parent.id), self.baseline_code, self.env)
+        if self.novelty is not None and duplicate_of is None:
+            self.novelty.add(idea)
+        return idea
+
+    def _implement(self, parent: Trial, proposal: Proposal) -> Trial:
+        idea = self._add_idea(parent, proposal)
+        impl = self.implementer.implement(idea, proposal, parent, self.code_of(parent.id))
         code_diff = make_diff(self.baseline_code, impl.code) if impl.code is not None else ""
         trial = self.store.add_trial(
             self.campaign.id,
@@ -280,17 +357,22 @@ class CampaignController:
             seed=self.campaign.seed,
             code_diff=code_diff,
         )
-        self.store.add_patch(
-            trial.id,
-            attempt=1,
-            diff=proposal.diff,
-            applied=impl.code is not None,
-            error=impl.error,
-            files=impl.files,
-        )
+        for number, attempt in enumerate(impl.attempts, 1):
+            self.store.add_patch(
+                trial.id,
+                attempt=number,
+                diff=attempt.diff,
+                applied=attempt.applied,
+                error=attempt.error,
+                files=attempt.files,
+                llm_call_id=attempt.llm_call_id,
+            )
         self.lineage.add(trial)
-        if impl.label is not None:
-            self._record(trial, TrialResult.failed(impl.label, impl.error))
+        failure = impl.failure
+        if failure is not None:
+            label = failure.label or FailureLabel.PATCH_FAILED
+            tries = f" after {len(impl.attempts)} attempts" if len(impl.attempts) > 1 else ""
+            self._record(trial, TrialResult.failed(label, f"{failure.error}{tries}"))
             return self.lineage.trials[trial.id]
         return trial
 
@@ -304,6 +386,11 @@ class CampaignController:
             self.population.add(finished.id, finished.score)
         self.counted += finished.status in COUNTED
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
+        if self.analyst is not None and finished.status in COUNTED and finished.id != self.baseline_id:
+            note = self.analyst.analyse(finished, self.lineage, self.baseline_id)
+            if note:
+                self.store.set_trial_analysis(finished.id, note)
+                self.lineage.add(replace(finished, analysis=note))
 
     def _result_of(self, future: Future[TrialResult]) -> TrialResult:
         """A runner that raised is our fault, not the candidate's: the trial is `worker_lost`, and since the

@@ -7,7 +7,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.domain.model import (
+    Campaign,
+    Direction,
+    Idea,
+    IdeaOrigin,
+    LLMCall,
+    Role,
+    Trial,
+    TrialStatus,
+    Usage,
+)
 from autoresearch.services.store import Store
 
 DirectionOf = Callable[[str], Direction]
@@ -102,15 +112,79 @@ def campaign_report(
         "best": trial_dict(best) if best else None,
         "baseline": trial_dict(baseline) if baseline else None,
         "best_diff": best.code_diff if best else "",
+        "llm": llm_report(store, campaign),
+        "duplicates": [
+            {"id": i.id, "hypothesis": i.hypothesis, "duplicate_of": i.duplicate_of}
+            for i in ideas.values()
+            if i.duplicate_of is not None
+        ],
     }
 
 
+def llm_report(store: Store, campaign: Campaign) -> dict[str, Any]:
+    """Tokens, dollars and trials per role, and the totals against the campaign's budgets."""
+    usage = store.llm_usage(campaign.id)
+    if not usage and not campaign.agents:
+        return {}
+    trials = store.list_trials(campaign.id)
+    ideas = {i.id: i for i in store.list_ideas(campaign.id)}
+    calls = store.list_llm_calls(campaign.id)
+    proposed = {ideas[t.idea_id].llm_call_id for t in trials if t.idea_id in ideas}
+    trials_of = {
+        Role.PROPOSER: sum(ideas[t.idea_id].origin is IdeaOrigin.LLM for t in trials),
+        Role.IMPLEMENTER: len(
+            {c.idea_id for c in calls if c.role is Role.IMPLEMENTER} & {t.idea_id for t in trials}
+        ),
+        Role.ANALYST: len({c.trial_id for c in calls if c.role is Role.ANALYST and not c.error}),
+    }
+    total = sum(usage.values(), Usage())
+    return {
+        "roles": {
+            str(role): usage_dict(u) | {"trials": trials_of[role], "model": campaign.agents.get(str(role))}
+            for role, u in sorted(usage.items())
+        },
+        "total": usage_dict(total),
+        "budget": campaign.agents.get("budget", {}),
+        "role_budgets": campaign.agents.get("role_budgets", {}),
+        "failed_calls": sum(bool(c.error) for c in calls),
+        "proposals_without_trials": sum(
+            c.role is Role.PROPOSER and c.id not in proposed and not c.error for c in calls
+        ),
+    }
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "calls": usage.calls,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "tokens": usage.tokens,
+        "dollars": round(usage.dollars, 6),
+        "unpriced_calls": usage.unpriced_calls,
+    }
+
+
+def call_dict(call: LLMCall) -> dict[str, Any]:
+    data = asdict(call)
+    data["usage"] = usage_dict(call.usage)
+    return data
+
+
 def trial_report(store: Store, trial: Trial) -> dict[str, Any]:
+    """The trial with its idea, every patch attempt and every LLM call behind it: proposal,
+    implementation attempts (revisions included) and the analyst's note."""
     idea = store.get_idea(trial.idea_id)
+    calls = store.list_llm_calls(trial.campaign_id, idea_id=idea.id) + store.list_llm_calls(
+        trial.campaign_id, trial_id=trial.id
+    )
+    if idea.llm_call_id is not None:
+        calls.append(store.get_llm_call(idea.llm_call_id))
     return {
         "campaign": store.get_campaign(trial.campaign_id).name,
         "trial": trial_dict(trial),
         "idea": asdict(idea),
         "patches": [asdict(p) for p in store.list_patches(trial.id)],
+        "llm_calls": [call_dict(c) for c in sorted(calls, key=lambda c: c.id)],
         "lineage": [t.number for t in path_to(store, trial)],
     }

@@ -44,6 +44,7 @@ class TrialJob:
     number: int
     seed: int
     code: Mapping[str, str]
+    folder: str = ""  # under the campaign's trial folders; default: the trial's number
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class TrialRunner:
         self.data_dir = data_dir
 
     def trial_dir(self, job: TrialJob) -> Path:
-        return self.settings.trials_dir / str(job.campaign_id) / f"{job.number:05d}"
+        return self.settings.trials_dir / str(job.campaign_id) / (job.folder or f"{job.number:05d}")
 
     def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
         cancel = cancel or threading.Event()

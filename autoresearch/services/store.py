@@ -7,7 +7,8 @@ whether this caller won, never by reading and then writing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from autoresearch.domain.model import (
     Campaign,
@@ -15,10 +16,13 @@ from autoresearch.domain.model import (
     FailureLabel,
     Idea,
     IdeaOrigin,
+    LLMCall,
     Patch,
+    Role,
     Trial,
     TrialResult,
     TrialStatus,
+    Usage,
 )
 
 
@@ -36,6 +40,7 @@ class Store(ABC):
         trial_budget: int,
         concurrency: int,
         seed: int,
+        agents: Mapping[str, Any] | None = None,
     ) -> Campaign:
         """Raises ConfigError when the name is taken."""
 
@@ -67,6 +72,9 @@ class Store(ABC):
         key: str = "",
         parent_trial_ids: Sequence[int] = (),
         diff: str = "",
+        rationale: str = "",
+        llm_call_id: int | None = None,
+        duplicate_of: int | None = None,
     ) -> Idea: ...
 
     @abstractmethod
@@ -103,6 +111,10 @@ class Store(ABC):
         """Move every PENDING or RUNNING trial of the campaign to INTERRUPTED with `label`."""
 
     @abstractmethod
+    def set_trial_analysis(self, trial_id: int, analysis: str) -> None:
+        """The analyst's note on a finished trial (a note is not part of the result: it may come later)."""
+
+    @abstractmethod
     def get_trial(self, trial_id: int) -> Trial: ...
 
     @abstractmethod
@@ -129,11 +141,52 @@ class Store(ABC):
         applied: bool,
         error: str = "",
         files: Sequence[str] = (),
+        llm_call_id: int | None = None,
     ) -> Patch: ...
 
     @abstractmethod
     def list_patches(self, trial_id: int) -> list[Patch]:
         """In order of attempt."""
+
+    # LLM calls --------------------------------------------------------------------------------
+    @abstractmethod
+    def add_llm_call(
+        self,
+        campaign_id: int,
+        *,
+        role: Role,
+        model: str,
+        template: str,
+        prompt: Mapping[str, Any],
+        response: str,
+        error: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        dollars: float | None = None,
+        attempts: int = 1,
+        duration_s: float = 0.0,
+        idea_id: int | None = None,
+        trial_id: int | None = None,
+        surface: str = "",
+    ) -> LLMCall: ...
+
+    @abstractmethod
+    def get_llm_call(self, call_id: int) -> LLMCall: ...
+
+    @abstractmethod
+    def reject_llm_call(self, call_id: int, error: str) -> None:
+        """Record why an answer that came back could not be used (malformed JSON, no diff...)."""
+
+    @abstractmethod
+    def list_llm_calls(
+        self, campaign_id: int, *, idea_id: int | None = None, trial_id: int | None = None
+    ) -> list[LLMCall]:
+        """In order of id; only those of the idea or trial when one is given."""
+
+    @abstractmethod
+    def llm_usage(self, campaign_id: int) -> dict[Role, Usage]:
+        """What each role has spent in the campaign so far (roles that made no call are absent)."""
 
     @abstractmethod
     def close(self) -> None: ...

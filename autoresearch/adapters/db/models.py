@@ -82,6 +82,7 @@ class CampaignRow(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    agents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class IdeaRow(Base):
@@ -95,6 +96,10 @@ class IdeaRow(Base):
     key: Mapped[str] = mapped_column(String)
     parent_trial_ids: Mapped[list[int]] = mapped_column(JSON)
     diff: Mapped[str] = mapped_column(Text)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    # use_alter: ideas and llm_calls refer to each other, so this constraint is created after both tables.
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", use_alter=True))
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("ideas.id"))
 
 
 class TrialRow(Base):
@@ -125,6 +130,7 @@ class TrialRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    analysis: Mapped[str] = mapped_column(Text, default="")
 
 
 class PatchRow(Base):
@@ -138,3 +144,30 @@ class PatchRow(Base):
     applied: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str] = mapped_column(Text)
     files: Mapped[list[str]] = mapped_column(JSON)
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id"))
+
+
+class LLMCallRow(Base):
+    """Every request to a model, as sent, with its answer and cost: the record budgets are counted from."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (Index("ix_llm_calls_campaign_id_role", "campaign_id", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    surface: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    template: Mapped[str] = mapped_column(String)
+    prompt: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer)
+    dollars: Mapped[float | None] = mapped_column(Float)  # None: the model has no price
+    attempts: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[float] = mapped_column(Float)
+    idea_id: Mapped[int | None] = mapped_column(ForeignKey("ideas.id"), index=True)
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -41,17 +41,20 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 
 from autoresearch.adapters.db import migrate
-from autoresearch.adapters.db.models import CampaignRow, IdeaRow, PatchRow, TrialRow, utc_now
+from autoresearch.adapters.db.models import CampaignRow, IdeaRow, LLMCallRow, PatchRow, TrialRow, utc_now
 from autoresearch.domain.model import (
     Campaign,
     CampaignStatus,
     FailureLabel,
     Idea,
     IdeaOrigin,
+    LLMCall,
     Patch,
+    Role,
     Trial,
     TrialResult,
     TrialStatus,
+    Usage,
     allowed_sources,
 )
 from autoresearch.errors import ConfigError, NotFound, StoreError
@@ -128,9 +131,31 @@ _INTERRUPT = (
     .returning(TrialRow)
 )
 
+_SET_ANALYSIS = update(TrialRow).where(TrialRow.id == bindparam("trial_id"))
+
 _INSERT_PATCH = insert(PatchRow).returning(PatchRow)
 _PATCHES_BY_ATTEMPT = (
     select(PatchRow).where(PatchRow.trial_id == bindparam("trial_id")).order_by(PatchRow.attempt, PatchRow.id)
+)
+
+_INSERT_LLM_CALL = insert(LLMCallRow).returning(LLMCallRow)
+_LLM_CALL_BY_ID = select(LLMCallRow).where(LLMCallRow.id == bindparam("call_id"))
+_REJECT_LLM_CALL = update(LLMCallRow).where(LLMCallRow.id == bindparam("call_id"))
+_LLM_CALLS = (
+    select(LLMCallRow).where(LLMCallRow.campaign_id == bindparam("campaign_id")).order_by(LLMCallRow.id)
+)
+_LLM_USAGE = (
+    select(
+        LLMCallRow.role,
+        func.count(),
+        func.sum(LLMCallRow.input_tokens),
+        func.sum(LLMCallRow.output_tokens),
+        func.sum(LLMCallRow.cached_tokens),
+        func.coalesce(func.sum(LLMCallRow.dollars), 0.0),
+        func.count() - func.count(LLMCallRow.dollars),  # count(column) skips NULLs: the unpriced calls
+    )
+    .where(LLMCallRow.campaign_id == bindparam("campaign_id"))
+    .group_by(LLMCallRow.role)
 )
 
 
@@ -158,6 +183,7 @@ def _campaign(row: Row[Any]) -> Campaign:
         seed=row.seed,
         status=CampaignStatus(row.status),
         created_at=row.created_at,
+        agents=dict(row.agents or {}),
     )
 
 
@@ -171,6 +197,9 @@ def _idea(row: Row[Any]) -> Idea:
         key=row.key,
         parent_trial_ids=tuple(int(i) for i in row.parent_trial_ids),
         diff=row.diff,
+        rationale=row.rationale,
+        llm_call_id=row.llm_call_id,
+        duplicate_of=row.duplicate_of,
     )
 
 
@@ -196,6 +225,7 @@ def _trial(row: Row[Any]) -> Trial:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        analysis=row.analysis,
     )
 
 
@@ -208,6 +238,34 @@ def _patch(row: Row[Any]) -> Patch:
         applied=row.applied,
         error=row.error,
         files=tuple(row.files),
+        llm_call_id=row.llm_call_id,
+    )
+
+
+def _llm_call(row: Row[Any]) -> LLMCall:
+    return LLMCall(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        role=Role(row.role),
+        model=row.model,
+        template=row.template,
+        prompt=row.prompt,
+        response=row.response,
+        error=row.error,
+        usage=Usage(
+            calls=1,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cached_tokens=row.cached_tokens,
+            dollars=row.dollars or 0.0,
+            unpriced_calls=int(row.dollars is None),
+        ),
+        attempts=row.attempts,
+        duration_s=row.duration_s,
+        idea_id=row.idea_id,
+        trial_id=row.trial_id,
+        surface=row.surface,
+        created_at=row.created_at,
     )
 
 
@@ -332,6 +390,7 @@ class SqlStore(Store):
         trial_budget: int,
         concurrency: int,
         seed: int,
+        agents: Mapping[str, Any] | None = None,
     ) -> Campaign:
         values = {
             "name": name,
@@ -343,6 +402,7 @@ class SqlStore(Store):
             "concurrency": concurrency,
             "seed": seed,
             "status": CampaignStatus.RUNNING,
+            "agents": dict(agents or {}),
         }
         try:
             with self._transaction() as connection:
@@ -401,6 +461,9 @@ class SqlStore(Store):
         key: str = "",
         parent_trial_ids: Sequence[int] = (),
         diff: str = "",
+        rationale: str = "",
+        llm_call_id: int | None = None,
+        duplicate_of: int | None = None,
     ) -> Idea:
         values = {
             "campaign_id": campaign_id,
@@ -410,12 +473,17 @@ class SqlStore(Store):
             "key": key,
             "parent_trial_ids": list(parent_trial_ids),
             "diff": diff,
+            "rationale": rationale,
+            "llm_call_id": llm_call_id,
+            "duplicate_of": duplicate_of,
         }
         try:
             with self._transaction() as connection:
                 return _idea(connection.execute(_INSERT_IDEA, values).one())
-        except IntegrityError as exc:  # its one foreign key
-            raise NotFound(f"no campaign with id {campaign_id} to add an idea to") from exc
+        except IntegrityError as exc:
+            raise NotFound(
+                f"no campaign {campaign_id}, LLM call {llm_call_id} or idea {duplicate_of} to refer to"
+            ) from exc
 
     def get_idea(self, idea_id: int) -> Idea:
         with self._transaction() as connection:
@@ -523,6 +591,11 @@ class SqlStore(Store):
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
             return trials
 
+    def set_trial_analysis(self, trial_id: int, analysis: str) -> None:
+        with self._transaction() as connection:
+            if connection.execute(_SET_ANALYSIS, {"trial_id": trial_id, "analysis": analysis}).rowcount != 1:
+                raise NotFound(f"no trial with id {trial_id}")
+
     def get_trial(self, trial_id: int) -> Trial:
         with self._transaction() as connection:
             return _trial(self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial"))
@@ -568,6 +641,7 @@ class SqlStore(Store):
         applied: bool,
         error: str = "",
         files: Sequence[str] = (),
+        llm_call_id: int | None = None,
     ) -> Patch:
         values = {
             "trial_id": trial_id,
@@ -576,12 +650,13 @@ class SqlStore(Store):
             "applied": applied,
             "error": error,
             "files": list(files),
+            "llm_call_id": llm_call_id,
         }
         try:
             with self._transaction() as connection:
                 return _patch(connection.execute(_INSERT_PATCH, values).one())
-        except IntegrityError as exc:  # its one foreign key
-            raise NotFound(f"no trial with id {trial_id} to add a patch to") from exc
+        except IntegrityError as exc:
+            raise NotFound(f"no trial {trial_id} or LLM call {llm_call_id} to add a patch to") from exc
 
     def list_patches(self, trial_id: int) -> list[Patch]:
         with self._transaction() as connection:
@@ -589,6 +664,81 @@ class SqlStore(Store):
             if not patches:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
             return patches
+
+    # LLM calls --------------------------------------------------------------------------------
+    def add_llm_call(
+        self,
+        campaign_id: int,
+        *,
+        role: Role,
+        model: str,
+        template: str,
+        prompt: Mapping[str, Any],
+        response: str,
+        error: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        dollars: float | None = None,
+        attempts: int = 1,
+        duration_s: float = 0.0,
+        idea_id: int | None = None,
+        trial_id: int | None = None,
+        surface: str = "",
+    ) -> LLMCall:
+        values = {
+            "campaign_id": campaign_id,
+            "role": role,
+            "surface": surface,
+            "model": model,
+            "template": template,
+            "prompt": dict(prompt),
+            "response": response,
+            "error": error,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached_tokens,
+            "dollars": dollars,
+            "attempts": attempts,
+            "duration_s": duration_s,
+            "idea_id": idea_id,
+            "trial_id": trial_id,
+        }
+        try:
+            with self._transaction() as connection:
+                return _llm_call(connection.execute(_INSERT_LLM_CALL, values).one())
+        except IntegrityError as exc:
+            raise NotFound(
+                f"no campaign {campaign_id}, idea {idea_id} or trial {trial_id} to record an LLM call for"
+            ) from exc
+
+    def get_llm_call(self, call_id: int) -> LLMCall:
+        with self._transaction() as connection:
+            return _llm_call(self._require(connection, _LLM_CALL_BY_ID, {"call_id": call_id}, "LLM call"))
+
+    def reject_llm_call(self, call_id: int, error: str) -> None:
+        with self._transaction() as connection:
+            if connection.execute(_REJECT_LLM_CALL, {"call_id": call_id, "error": error}).rowcount != 1:
+                raise NotFound(f"no LLM call with id {call_id}")
+
+    def list_llm_calls(
+        self, campaign_id: int, *, idea_id: int | None = None, trial_id: int | None = None
+    ) -> list[LLMCall]:
+        statement = _LLM_CALLS
+        if idea_id is not None:
+            statement = statement.where(LLMCallRow.idea_id == idea_id)
+        if trial_id is not None:
+            statement = statement.where(LLMCallRow.trial_id == trial_id)
+        with self._transaction() as connection:
+            return [_llm_call(row) for row in connection.execute(statement, {"campaign_id": campaign_id})]
+
+    def llm_usage(self, campaign_id: int) -> dict[Role, Usage]:
+        with self._transaction() as connection:
+            rows = connection.execute(_LLM_USAGE, {"campaign_id": campaign_id})
+            return {
+                Role(role): Usage(int(calls), int(i), int(o), int(c), float(d or 0.0), int(unpriced))
+                for role, calls, i, o, c, d, unpriced in rows
+            }
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,280 @@
+"""The LLM path end to end: proposer, implementer with revisions, analyst, novelty gate and budgets,
+through the real OpenAI SDK against the stand-in server over real HTTP, on the real store."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.adapters.db import SqlStore
+from autoresearch.agents.build import open_agents
+from autoresearch.agents.config import agents_config
+from autoresearch.domain.diffs import make_diff
+from autoresearch.domain.model import FailureLabel, IdeaOrigin, Role, TrialStatus
+from autoresearch.services import reports
+from autoresearch.services.campaign import CampaignController, CampaignOutcome, create_campaign
+from autoresearch.settings import Price, Settings
+from autoresearch.testing.llm_server import Reply, StandInCall, StandInServer
+from tests.test_campaign import ENV, ScoreRecipe
+
+BASELINE = ENV.read_editable()["recipe.py"]
+MOVE_X = "Set x to 2 to bring the recipe closer to the optimum of the loss."
+MOVE_Y = "Set y to -1, which is where the evaluator's loss has its minimum in y."
+
+
+def ideas(*hypotheses: str, surface: str = "hyperparameters") -> str:
+    drafts = [
+        {"hypothesis": h, "rationale": "the loss is a bowl", "surface": surface, "expected_effect": "-1"}
+        for h in hypotheses
+    ]
+    return json.dumps({"ideas": drafts})
+
+
+def patch(old: str, new: str, *, stale: bool = False) -> str:
+    diff = make_diff({"recipe.py": BASELINE}, {"recipe.py": BASELINE.replace(old, new)})
+    if stale:  # a context line the model misremembered: the diff cannot apply
+        diff = diff.replace(" params = 10", " params = 12")
+    return f"Here is the change.\n```diff\n{diff}```\n"
+
+
+Answer = Reply | str
+
+
+def by_role(**script: list[Answer]) -> Callable[[StandInCall], Reply]:
+    """Answers each role from its own list in order; the last answer repeats."""
+    lock = threading.Lock()
+
+    def respond(call: StandInCall) -> Reply:
+        role = next(r for r in script if f"You are the {r}" in call.system)
+        with lock:
+            queue = script[role]
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return answer if isinstance(answer, Reply) else Reply(text=answer)
+
+    return respond
+
+
+@contextmanager
+def llm_campaign(
+    store: SqlStore,
+    tmp_path: Path,
+    responder: Callable[[StandInCall], Reply],
+    *,
+    trials: int,
+    strategy: str = "evolve",
+    settings: dict[str, Any] | None = None,
+    **options: Any,
+) -> Iterator[tuple[StandInServer, Callable[[], CampaignOutcome]]]:
+    with StandInServer(responder) as server:
+        model = f"openai-compatible:{server.openai_base_url}:scripted"
+        config = agents_config(model, **({"ideas_per_call": 1} | options))
+        assert config is not None
+        campaign = create_campaign(
+            store,
+            ENV,
+            preset=None,
+            strategy=strategy,
+            trials=trials,
+            concurrency=1,
+            seed=0,
+            name=None,
+            goal="lower the loss",
+            agents=config.model_dump(mode="json"),
+        )
+        values = {"data_dir": tmp_path, "llm_backoff_s": 0.01, "llm_timeout_s": 5.0} | (settings or {})
+        cancel = threading.Event()
+
+        def run() -> CampaignOutcome:
+            with open_agents(store, campaign, ENV, Settings(**values), None, cancel) as agents:
+                assert agents is not None
+                controller = CampaignController(
+                    store,
+                    campaign,
+                    ENV,
+                    ScoreRecipe(),
+                    agents.proposer,  # type: ignore[arg-type]
+                    implementer=agents.implementer,
+                    novelty=agents.novelty,
+                    analyst=agents.analyst,
+                )
+                return controller.run(cancel)
+
+        yield server, run
+
+
+def test_a_patch_that_fails_to_apply_is_revised_and_both_attempts_are_recorded(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    script = by_role(
+        proposer=[ideas(MOVE_X)],
+        implementer=[patch("x = 0.0", "x = 2.0", stale=True), patch("x = 0.0", "x = 2.0")],
+        analyst=["Moving x toward 3 cut the loss from 11 to 3; try y next."],
+    )
+    with llm_campaign(store, tmp_path, script, trials=2) as (_, run):
+        outcome = run()
+
+    trial = store.get_trial_by_number(outcome.campaign.id, 1)
+    assert trial.status is TrialStatus.SUCCEEDED and trial.score == 3.0
+    first, second = store.list_patches(trial.id)
+    assert not first.applied and "does not match" in first.error
+    assert second.accepted and second.llm_call_id is not None
+    report = reports.trial_report(store, trial)
+    roles = [c["role"] for c in report["llm_calls"]]
+    assert roles == [Role.PROPOSER, Role.IMPLEMENTER, Role.IMPLEMENTER, Role.ANALYST]
+    revision = report["llm_calls"][2]["prompt"]["messages"]
+    assert [m["role"] for m in revision] == ["user", "assistant", "user"]
+    assert "does not match" in revision[2]["content"]  # the error went back to the model
+    assert report["llm_calls"][1]["template"] == "implementer@v1"
+    assert report["idea"]["origin"] == IdeaOrigin.LLM and report["idea"]["rationale"].startswith("the loss")
+    assert trial.analysis.startswith("Moving x toward 3")
+
+
+def test_a_patch_that_fails_three_times_is_patch_failed_and_the_campaign_goes_on(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    stale = patch("x = 0.0", "x = 2.0", stale=True)
+    script = by_role(
+        proposer=[ideas(MOVE_X, MOVE_Y)],
+        implementer=[stale, stale, stale, patch("y = 0.0", "y = -1.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=3, ideas_per_call=2) as (_, run):
+        outcome = run()
+
+    failed, succeeded = store.list_trials(outcome.campaign.id)[1:]
+    assert failed.label is FailureLabel.PATCH_FAILED and "after 3 attempts" in failed.reason
+    assert [p.applied for p in store.list_patches(failed.id)] == [False, False, False]
+    assert succeeded.status is TrialStatus.SUCCEEDED and succeeded.score == 10.0
+    assert str(outcome.campaign.status) == "finished"
+
+
+def test_malformed_proposals_are_retried_and_recorded_never_a_crash(store: SqlStore, tmp_path: Path) -> None:
+    script = by_role(
+        proposer=[
+            'Sure! {"ideas": [{"hypothesis": "more layers"} }',
+            json.dumps({"ideas": []}),
+            ideas(MOVE_X),
+        ],
+        implementer=[patch("x = 0.0", "x = 2.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=2) as (_, run):
+        outcome = run()
+
+    calls = [c for c in store.list_llm_calls(outcome.campaign.id) if c.role is Role.PROPOSER]
+    assert [bool(c.error) for c in calls] == [True, True, False]
+    assert "invalid JSON" in calls[0].error and "ideas" in calls[1].error
+    assert store.get_trial_by_number(outcome.campaign.id, 1).status is TrialStatus.SUCCEEDED
+
+
+def test_a_model_that_never_answers_usably_stops_the_proposer_with_a_reason(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    script = by_role(proposer=["I would rather not."], implementer=["-"], analyst=["-"])
+    with llm_campaign(store, tmp_path, script, trials=5) as (_, run):
+        outcome = run()
+
+    assert "no usable ideas 3 rounds in a row" in outcome.proposer_stopped
+    assert len(store.list_trials(outcome.campaign.id)) == 1  # the baseline alone
+    assert len(store.list_llm_calls(outcome.campaign.id)) == 9  # 3 rounds of 1 call and 2 re-asks
+    assert str(outcome.campaign.status) == "finished"
+
+
+def test_near_duplicate_ideas_are_dropped_before_any_trial_is_created(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    script = by_role(
+        proposer=[ideas(MOVE_X, "Put differently: " + MOVE_X, MOVE_Y)],
+        implementer=[patch("x = 0.0", "x = 2.0"), patch("y = 0.0", "y = -1.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=3, ideas_per_call=3) as (_, run):
+        outcome = run()
+
+    recorded = store.list_ideas(outcome.campaign.id)
+    originals = {i.hypothesis: i.id for i in recorded if i.duplicate_of is None}
+    copies = [i for i in recorded if i.hypothesis.startswith("Put differently")]
+    assert copies and all(i.duplicate_of == originals[MOVE_X] for i in copies)
+    trials = store.list_trials(outcome.campaign.id)
+    assert {t.idea_id for t in trials[1:]} == {originals[MOVE_X], originals[MOVE_Y]}
+    implemented = {c.idea_id for c in store.list_llm_calls(outcome.campaign.id) if c.role is Role.IMPLEMENTER}
+    assert not implemented & {i.id for i in copies}
+
+
+def test_a_dollar_budget_stops_the_campaign_at_the_limit_and_the_totals_are_reported(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    dollar = {"input_tokens": 1000, "output_tokens": 0}  # $1 per call at the price below
+    script = by_role(
+        proposer=[Reply(text=ideas(MOVE_X, MOVE_Y), **dollar)],
+        implementer=[Reply(text=patch("x = 0.0", "x = 2.0"), **dollar)],
+        analyst=[Reply(text="noted", **dollar)],
+    )
+    prices = {"scripted": Price(input=1000.0, output=0.0)}
+    with llm_campaign(
+        store, tmp_path, script, trials=10, ideas_per_call=2, max_dollars=2.5, settings={"prices": prices}
+    ) as (_, run):
+        outcome = run()
+
+    assert "budget is used up ($3.0000 of $2.5 spent)" in outcome.proposer_stopped
+    llm = reports.llm_report(store, outcome.campaign)
+    # proposer $1, implementer $1 (total $2 < $2.5), analyst $1 -> $3: no call starts after that.
+    assert llm["total"]["dollars"] == pytest.approx(3.0) and llm["total"]["calls"] == 3
+    assert {role: u["dollars"] for role, u in llm["roles"].items()} == {
+        "analyst": 1.0,
+        "implementer": 1.0,
+        "proposer": 1.0,
+    }
+    assert llm["roles"]["implementer"]["trials"] == 1
+    assert len(store.list_trials(outcome.campaign.id)) == 2
+    assert str(outcome.campaign.status) == "finished"
+
+
+def test_rate_limits_and_timeouts_are_retried_and_never_lose_a_trial(store: SqlStore, tmp_path: Path) -> None:
+    script = by_role(
+        proposer=[
+            Reply(text="", status=429, retry_after="0"),
+            Reply(text=ideas(MOVE_X), delay_s=1.5),
+            Reply(text=ideas(MOVE_X)),
+        ],
+        implementer=[Reply(text="", status=503), patch("x = 0.0", "x = 2.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=2, settings={"llm_timeout_s": 0.5}) as (_, run):
+        outcome = run()
+
+    trial = store.get_trial_by_number(outcome.campaign.id, 1)
+    assert trial.status is TrialStatus.SUCCEEDED
+    calls = store.list_llm_calls(outcome.campaign.id)
+    assert [(c.role, c.attempts, c.error) for c in calls[:2]] == [
+        (Role.PROPOSER, 3, ""),
+        (Role.IMPLEMENTER, 2, ""),
+    ]
+
+
+def test_specialists_take_turns_over_the_environments_surfaces(store: SqlStore, tmp_path: Path) -> None:
+    script = by_role(
+        # The specialist's surface is what counts, whatever the model says.
+        proposer=[
+            ideas(MOVE_X),
+            ideas(MOVE_Y),
+            ideas("Print the loss every step so that runs are easier to follow."),
+            ideas("Use ten times fewer parameters to stay far below the size cap."),
+        ],
+        implementer=[patch("x = 0.0", "x = 2.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=5, strategy="specialists") as (server, run):
+        outcome = run()
+
+    surfaces = [i.surface for i in store.list_ideas(outcome.campaign.id) if i.origin is IdeaOrigin.LLM]
+    assert sorted(surfaces) == ["behaviour", "behaviour", "hyperparameters", "hyperparameters"]
+    systems = [r.body["messages"][0]["content"] for r in server.requests if "proposer" in str(r.body)]
+    assert any("You are the behaviour specialist" in s for s in systems)
+    assert any("You are the hyperparameters specialist" in s for s in systems)
