@@ -278,3 +278,18 @@ def test_specialists_take_turns_over_the_environments_surfaces(store: SqlStore, 
     systems = [r.body["messages"][0]["content"] for r in server.requests if "proposer" in str(r.body)]
     assert any("You are the behaviour specialist" in s for s in systems)
     assert any("You are the hyperparameters specialist" in s for s in systems)
+
+
+def test_a_patch_that_breaks_the_code_fails_preflight_and_is_revised(store: SqlStore, tmp_path: Path) -> None:
+    script = by_role(
+        proposer=[ideas(MOVE_X)],
+        implementer=[patch("x = 0.0", "x = = 2.0"), patch("x = 0.0", "x = 2.0")],
+        analyst=["noted"],
+    )
+    with llm_campaign(store, tmp_path, script, trials=2) as (_, run):
+        outcome = run()
+
+    trial = store.get_trial_by_number(outcome.campaign.id, 1)
+    first, second = store.list_patches(trial.id)
+    assert first.applied and not first.accepted and first.error.startswith("preflight: recipe.py line 1")
+    assert second.accepted and trial.status is TrialStatus.SUCCEEDED

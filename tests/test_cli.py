@@ -23,7 +23,8 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def cli_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    keys = ("AUTORESEARCH_", "OPENAI_", "ANTHROPIC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(keys)}
     env |= {
         "AUTORESEARCH_DATA_DIR": str(tmp_path / "data"),
         "AUTORESEARCH_DATABASE_URL": sqlite_url,
@@ -72,6 +73,11 @@ def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) ->
         (("show", "missing"), "no campaign"),
         (("trial", "abc"), "expected a trial id or CAMPAIGN:NUMBER"),
         (("try", "tiny", "--patch", "/nonexistent.diff"), "cannot read"),
+        (("run", "tiny", "--implementer", "openai:gpt-5"), "--implementer need an LLM proposer"),
+        (("run", "tiny", "--proposer", "gpt-5"), "model 'gpt-5' is not one of"),
+        (("run", "tiny", "--proposer", "openai:gpt-5"), "OPENAI_API_KEY"),
+        (("run", "tiny", "--proposer", "stand-in", "--role-budget", "critic:dollars=1"), "ROLE one of"),
+        (("run", "tiny", "--proposer", "stand-in", "--ideas-per-call", "0"), "--ideas-per-call"),
     ],
 )
 def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], message: str) -> None:
@@ -79,6 +85,25 @@ def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], 
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_api_key_is_reported_before_any_campaign_is_created(cli: Cli) -> None:
+    assert (
+        "ANTHROPIC_API_KEY"
+        in cli("run", "tiny", "--proposer", "anthropic:claude-sonnet-4-5", check=False).stderr
+    )
+    assert json.loads(cli("campaigns", "--json").stdout) == []
+
+
+def test_an_llm_campaign_resumes_with_the_models_and_limits_it_was_created_with(cli: Cli) -> None:
+    cli("run", "tiny", "--trials", "3", "--proposer", "stand-in", "--name", "llm", "--max-tokens", "900000")
+    out = cli("resume", "llm", "--trials", "5").stdout
+    assert "LLM usage" in out
+    report = json.loads(cli("show", "llm", "--json").stdout)
+    assert sum(report["counts"].values()) == 5
+    assert report["llm"]["budget"] == {"tokens": 900000, "dollars": None}
+    assert report["llm"]["roles"]["proposer"]["model"] == "stand-in"
+    assert report["llm"]["roles"]["implementer"]["calls"] >= 4
 
 
 def test_a_bad_database_url_is_one_line(cli_env: dict[str, str]) -> None:
@@ -176,3 +201,45 @@ def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial(
     for trial in trials:
         assert (trial.status is TrialStatus.SUCCEEDED and trial.score is not None) or trial.label is not None
     assert trials[0].score is not None and 3.5 < trials[0].score < 5.0  # the baseline learned something
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("model", ["stand-in", "stand-in:anthropic"])
+def test_an_llm_campaign_over_real_http_shows_ideas_attempts_revisions_and_notes(
+    cli: Cli, model: str
+) -> None:
+    """nanoGPT's smoke preset with every role played by the stand-in server, through each SDK."""
+    cli(
+        "run",
+        "nanogpt",
+        "--preset",
+        "smoke",
+        "--trials",
+        "5",
+        "--concurrency",
+        "2",
+        "--proposer",
+        model,
+        "--name",
+        "llm",
+    )
+    report = json.loads(cli("show", "llm", "--json").stdout)
+    assert sum(report["counts"].values()) == 5
+    assert set(report["llm"]["roles"]) == {"proposer", "implementer", "analyst"}
+    assert report["llm"]["total"]["tokens"] > 0 and report["llm"]["total"]["cached_tokens"] > 0
+    revised = None
+    for number in range(1, 5):
+        trial = json.loads(cli("trial", f"llm:{number}", "--json").stdout)
+        assert trial["idea"]["origin"] == "llm" and trial["idea"]["llm_call_id"] is not None
+        assert trial["trial"]["analysis"], "every finished trial gets an analyst note"
+        attempts = trial["patches"]
+        if len(attempts) > 1 and not attempts[0]["applied"] and attempts[-1]["applied"]:
+            revised = trial
+    assert revised is not None, "the stand-in's stale first patch was never revised"
+    roles = [c["role"] for c in revised["llm_calls"]]
+    assert roles.count("implementer") == len(revised["patches"]) and roles[0] == "proposer"
+    assert roles[-1] == "analyst"
+    shown = cli("trial", f"llm:{revised['trial']['number']}").stdout
+    assert "patch attempt 2" in shown and "analyst:" in shown and "implementer@v1" in shown
+    assert report["llm"]["failed_calls"] >= 1  # the stand-in's malformed first proposal, re-asked

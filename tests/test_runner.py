@@ -10,7 +10,7 @@ from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, TrialStatus
 from autoresearch.environment import Environment, load_environment
-from autoresearch.services.implementer import apply_checked
+from autoresearch.services.implementer import Preflight, apply_checked
 from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
 from autoresearch.settings import SandboxMode, Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
@@ -193,3 +193,24 @@ def test_an_environment_changed_on_disk_is_the_services_problem_not_the_candidat
     (copy / "harness.py").write_text("# edited by someone mid-campaign\n")
     with pytest.raises(ConfigError, match="changed on disk"):
         runner.run(TrialJob(1, 1, 1, 0, moved.read_editable()))
+
+
+def test_preflight_trains_a_candidate_in_the_sandbox_and_returns_its_failure(
+    env: Environment, settings: Settings
+) -> None:
+    preflight = Preflight(_runner(env, settings))
+    assert preflight.check(env.read_editable(), ("recipe.py",), 1, "ok") is None
+    broken = _with_train(env, "import recipe\nraise RuntimeError('nan loss at step 2')\n")
+    label, message = preflight.check(broken, ("train.py",), 1, "crash") or (None, "")
+    assert label is FailureLabel.CRASH and "nan loss at step 2" in message and "Traceback" in message
+    assert (settings.trials_dir / "1" / "preflight" / "crash" / "train.log").is_file()
+
+
+def test_preflight_refuses_code_that_does_not_compile_without_running_it(
+    env: Environment, settings: Settings
+) -> None:
+    code = _with_train(env, "def f(:\n")
+    assert Preflight(None).check(code, ("train.py",), 1, "syntax") == (
+        FailureLabel.CRASH,
+        "train.py line 1: SyntaxError: invalid syntax",
+    )
