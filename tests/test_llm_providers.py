@@ -13,8 +13,15 @@ from typing import Any
 
 import pytest
 
-from autoresearch.adapters.llm.base import LLMClient, LLMError, LLMRequest, Message
-from autoresearch.adapters.llm.providers import ModelSpec, make_client, parse_model_spec
+from autoresearch.adapters.llm.base import (
+    LLMClient,
+    LLMError,
+    LLMRequest,
+    Message,
+    ModelSpec,
+    parse_model_spec,
+)
+from autoresearch.adapters.llm.providers import make_client
 from autoresearch.errors import ConfigError
 from autoresearch.settings import Settings
 from autoresearch.testing.llm_server import Reply, Script, StandInCall, StandInServer

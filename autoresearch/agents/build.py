@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from autoresearch.adapters.llm.base import LLMClient
-from autoresearch.adapters.llm.providers import ModelSpec, make_client, parse_model_spec
+from autoresearch.adapters.llm.base import LLMClient, ModelSpec, parse_model_spec
 from autoresearch.agents.analyst import LLMAnalyst
 from autoresearch.agents.calls import Agents
-from autoresearch.agents.config import AgentsConfig
+from autoresearch.agents.config import STAND_IN, AgentsConfig
 from autoresearch.agents.implementer import LLMImplementer
 from autoresearch.agents.novelty import EmbeddingNoveltyGate, MiniLMEmbedder
 from autoresearch.agents.proposer import LLMProposer
@@ -25,21 +24,14 @@ from autoresearch.services.runner import TrialRunner
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
-STAND_IN = "stand-in"  # `stand-in` (OpenAI SDK) or `stand-in:anthropic`: the offline stand-in server
 STAND_IN_MODEL = "stand-in"
 SMOKE_PRESET = "smoke"
 
 
-def check_model(text: str) -> str:
-    """A model spec as given on the command line, checked; ConfigError names what is accepted."""
-    if text in (STAND_IN, f"{STAND_IN}:openai", f"{STAND_IN}:anthropic"):
-        return text
-    parse_model_spec(text)
-    return text
-
-
 def check_clients(config: AgentsConfig, settings: Settings) -> None:
     """Build each role's client once, so a missing API key is reported before a campaign is created."""
+    from autoresearch.adapters.llm.providers import make_client  # the SDKs: seconds to import
+
     for role in Role:
         text = config.model_of(role)
         if text is not None and not text.startswith(STAND_IN):
@@ -100,6 +92,8 @@ def open_agents(
 
 
 def _client(text: str, env: Environment, settings: Settings, stack: ExitStack) -> LLMClient:
+    from autoresearch.adapters.llm.providers import make_client  # the SDKs: seconds to import
+
     if not text.startswith(STAND_IN):
         return make_client(parse_model_spec(text), settings)
     from autoresearch.testing.llm_server import StandInServer

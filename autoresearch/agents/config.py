@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from autoresearch.adapters.llm.base import parse_model_spec
 from autoresearch.domain.model import Role, Usage
 from autoresearch.environment import StrictModel
 from autoresearch.errors import ConfigError
@@ -61,6 +62,14 @@ class AgentsConfig(StrictModel):
 
 CATALOG = "catalog"  # the offline proposer: no model, no agents config
 NONE = "none"
+STAND_IN = "stand-in"  # `stand-in` (OpenAI SDK) or `stand-in:anthropic`: the offline stand-in server
+
+
+def check_model(text: str) -> str:
+    """A model as given on the command line, checked; ConfigError names the accepted forms."""
+    if text not in (STAND_IN, f"{STAND_IN}:openai", f"{STAND_IN}:anthropic"):
+        parse_model_spec(text)
+    return text
 
 
 def agents_config(
@@ -76,8 +85,6 @@ def agents_config(
     role_budgets: list[str] | None = None,
 ) -> AgentsConfig | None:
     """The config the `run` options describe; None for a catalog campaign. ConfigError on bad options."""
-    from autoresearch.agents.build import check_model  # the providers import only when models are named
-
     if proposer == CATALOG:
         given = [
             flag

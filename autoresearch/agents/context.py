@@ -63,7 +63,7 @@ def path_text(lineage: Lineage, trial: Trial) -> str:
     return " -> ".join(titles) if titles else "it is the baseline"
 
 
-def best_text(lineage: Lineage, direction: Direction, baseline_code: Mapping[str, str], k: int = 4) -> str:
+def best_text(lineage: Lineage, direction: Direction, k: int = 4) -> str:
     scored = [t for t in lineage.trials.values() if t.is_scored and t.score is not None]
     scored.sort(key=lambda t: direction.sort_key(t.score or 0.0))
     if not scored:

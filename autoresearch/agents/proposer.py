@@ -63,7 +63,6 @@ class LLMProposer:
         self.env = env
         self.template = load_prompt("proposer")
         self.values = context.environment_values(env, preset, goal)
-        self.baseline_code = env.read_editable()
         self.queued: dict[tuple[int, str | None], deque[Proposal]] = {}
         self.failed_rounds = 0
 
@@ -94,7 +93,7 @@ class LLMProposer:
             parent_score=context.score_text(parent),
             parent_path=context.path_text(lineage, parent),
             parent_code=context.code_block(parent_code),
-            best=context.best_text(lineage, self.env.spec.metric.direction, self.baseline_code),
+            best=context.best_text(lineage, self.env.spec.metric.direction),
             failures=context.failures_text(lineage),
             notes=context.notes_text(lineage),
             tried="\n".join(f"- {h}" for h in tried) or "nothing yet",

@@ -10,11 +10,9 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import anthropic
 import httpx2
@@ -34,47 +32,14 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
-from autoresearch.adapters.llm.base import Completion, LLMClient, LLMError, LLMRequest
+from autoresearch.adapters.llm.base import Completion, LLMClient, LLMError, LLMRequest, ModelSpec
 from autoresearch.errors import ConfigError
 from autoresearch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Provider = Literal["openai", "anthropic", "openai-compatible"]
-
 MAX_BACKOFF_S = 60.0  # also the cap on a server's retry-after: a longer wait is better spent failing loudly
 OPENAI_COMPATIBLE_PLACEHOLDER_KEY = "not-needed"  # vLLM, ollama & co. ignore the key; the SDK insists on one
-
-ACCEPTED_FORMS = "openai:MODEL, anthropic:MODEL or openai-compatible:http(s)://HOST[:PORT]/PATH:MODEL"
-# The URL ends at the first ':' after its path starts, so a model name keeps its own colons (llama3:8b).
-_URL_THEN_MODEL = re.compile(r"(https?://(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(?::\d+)?/[^\s:]+):(\S+)")
-_MODEL_NAME = re.compile(r"\S+")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which provider and model an agent talks to, and for an OpenAI-compatible server, where."""
-
-    provider: Provider
-    model: str
-    base_url: str | None = None  # only openai-compatible names its own server
-
-    def __str__(self) -> str:
-        if self.base_url is not None:
-            return f"{self.provider}:{self.base_url}:{self.model}"
-        return f"{self.provider}:{self.model}"
-
-
-def parse_model_spec(text: str) -> ModelSpec:
-    """`openai:gpt-5`, `anthropic:claude-sonnet-4-5` or `openai-compatible:http://127.0.0.1:8000/v1:qwen`."""
-    provider, _, rest = text.strip().partition(":")
-    if provider in ("openai", "anthropic") and _MODEL_NAME.fullmatch(rest):
-        return ModelSpec(provider="openai" if provider == "openai" else "anthropic", model=rest)
-    if provider == "openai-compatible" and (found := _URL_THEN_MODEL.fullmatch(rest)):
-        return ModelSpec(provider="openai-compatible", model=found[2], base_url=found[1])
-    raise ConfigError(
-        f"model {text!r} is not one of {ACCEPTED_FORMS} (e.g. openai-compatible:http://127.0.0.1:8000/v1:qwen)"
-    )
 
 
 def make_client(spec: ModelSpec, settings: Settings) -> LLMClient:
