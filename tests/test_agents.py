@@ -293,3 +293,30 @@ def test_a_patch_that_breaks_the_code_fails_preflight_and_is_revised(store: SqlS
     first, second = store.list_patches(trial.id)
     assert first.applied and not first.accepted and first.error.startswith("preflight: recipe.py line 1")
     assert second.accepted and trial.status is TrialStatus.SUCCEEDED
+
+
+def test_the_analyst_skips_a_patch_that_never_ran(store: SqlStore, tmp_path: Path) -> None:
+    stale = patch("x = 0.0", "x = 2.0", stale=True)
+    script = by_role(proposer=[ideas(MOVE_X)], implementer=[stale], analyst=["noted"])
+    with llm_campaign(store, tmp_path, script, trials=2) as (_, run):
+        outcome = run()
+
+    assert store.get_trial_by_number(outcome.campaign.id, 1).label is FailureLabel.PATCH_FAILED
+    assert all(c.role is not Role.ANALYST for c in store.list_llm_calls(outcome.campaign.id))
+
+
+def test_a_spent_budget_still_lets_interrupted_trials_run_again(store: SqlStore, tmp_path: Path) -> None:
+    script = by_role(proposer=[ideas(MOVE_X)], implementer=[patch("x = 0.0", "x = 2.0")], analyst=["noted"])
+    with llm_campaign(store, tmp_path, script, trials=3, max_tokens=1) as (_, run):
+        first = run()  # the proposer's one call spends the budget: the implementer may not start
+        assert "tokens spent" in first.proposer_stopped
+        campaign = first.campaign
+        baseline = store.get_trial_by_number(campaign.id, 0)
+        idea = store.list_ideas(campaign.id)[-1]
+        lost = store.add_trial(campaign.id, idea_id=idea.id, parent_id=baseline.id, seed=0)
+        assert store.claim_trial(lost.id)  # as if the process had died while it ran
+        second = run()
+
+    retry = store.list_trials(second.campaign.id)[-1]
+    assert retry.retry_of == lost.id and retry.status is TrialStatus.SUCCEEDED
+    assert "tokens spent" in second.proposer_stopped
