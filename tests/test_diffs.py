@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from autoresearch.domain.diffs import apply_diff, make_diff, parse_diff, touched_paths
+from autoresearch.domain.diffs import apply_diff, make_diff, parse_diff, recount_hunks, touched_paths
 from autoresearch.errors import PatchError
 
 BASE = "".join(f"line {i}\n" for i in range(40))
@@ -73,3 +73,21 @@ def test_malformed_diffs_are_refused_with_a_patch_error(text: str) -> None:
 def test_a_diff_against_a_missing_file_is_refused() -> None:
     with pytest.raises(PatchError, match="no such file"):
         apply_diff({}, make_diff({"f.py": "a\n"}, {"f.py": "b\n"}))
+
+
+def test_hunk_counts_a_model_got_wrong_are_recounted_from_the_body() -> None:
+    old = {"train.py": "a = 1\n\nb = 2\nc = 3\n"}
+    written = "--- a/train.py\n+++ b/train.py\n@@ -1,9 +1,2 @@\n a = 1\n\n-b = 2\n+b = 20\n c = 3\n"
+    with pytest.raises(PatchError):
+        apply_diff(old, written)
+    fixed = recount_hunks(written)
+    assert "@@ -1,4 +1,4 @@" in fixed
+    assert apply_diff(old, fixed) == {"train.py": "a = 1\n\nb = 20\nc = 3\n"}
+
+
+def test_recounting_keeps_a_correct_multi_file_diff_as_it_is() -> None:
+    old = {"a.py": "x = 1\ny = 2\n", "b.py": "z = 3\n"}
+    new = {"a.py": "x = 1\ny = 5\n", "b.py": "z = 4\n"}
+    diff = make_diff(old, new)
+    assert parse_diff(recount_hunks(diff)) == parse_diff(diff)
+    assert apply_diff(old, recount_hunks(diff)) == new

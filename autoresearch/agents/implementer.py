@@ -10,6 +10,7 @@ from autoresearch.adapters.llm.base import LLMError, LLMRequest, Message
 from autoresearch.agents import context
 from autoresearch.agents.calls import Agents
 from autoresearch.agents.prompts import load_prompt
+from autoresearch.domain.diffs import recount_hunks
 from autoresearch.domain.model import Idea, Role, Trial
 from autoresearch.environment import Environment
 from autoresearch.services.implementer import (
@@ -74,7 +75,7 @@ class LLMImplementer:
                 )
             except LLMError as exc:  # not the idea's fault: stop, and let a later `resume` carry on
                 raise ProposerStopped(f"the implementer's model is not answering: {exc}") from exc
-            diff = extract_diff(answer.text)
+            diff = recount_hunks(extract_diff(answer.text))
             attempt, code = apply_checked(diff, parent_code, self.env, llm_call_id=answer.call.id)
             if code is not None:
                 failed = self.preflight.check(code, attempt.files, idea.campaign_id, f"{idea.id}-{number}")

@@ -108,6 +108,43 @@ def parse_diff(text: str) -> list[FilePatch]:
     return patches
 
 
+def recount_hunks(diff: str) -> str:
+    """The diff with every hunk header's line counts recounted from its body.
+
+    Models write the body of a hunk well and its counts badly; `patch` would reject the whole
+    diff for a miscount. A hunk's body runs until the next hunk or file header, or a line that
+    cannot belong to a hunk; blank lines inside it are empty context lines.
+    """
+    lines = diff.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _HUNK_HEADER.match(lines[i])
+        if not match:
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not _HUNK_HEADER.match(lines[j]) and not _starts_file(lines, j):
+            if lines[j] and lines[j][0] not in " -+\\":
+                break
+            j += 1
+        body = lines[i + 1 : j]
+        while body and not body[-1]:  # blank lines after the last hunk are not context
+            body.pop()
+        old = sum(1 for line in body if not line or line[0] in " -")
+        new = sum(1 for line in body if not line or line[0] in " +")
+        tail = lines[i][match.end() :]
+        out.append(f"@@ -{match[1]},{old} +{match[3]},{new} @@{tail}")
+        out.extend(body)
+        i = i + 1 + len(body)
+    return "\n".join(out)
+
+
+def _starts_file(lines: list[str], i: int) -> bool:
+    return lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+
+
 def touched_paths(diff: str) -> set[str]:
     return {p for fp in parse_diff(diff) for p in (fp.old_path, fp.new_path) if p != DEV_NULL}
 

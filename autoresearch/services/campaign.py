@@ -387,7 +387,12 @@ class CampaignController:
         self.counted += finished.status in COUNTED
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
         ran = finished.duration_s is not None  # a patch that never ran has nothing for the analyst to read
-        if self.analyst is not None and ran and finished.status in COUNTED and finished.id != self.baseline_id:
+        if (
+            self.analyst is not None
+            and ran
+            and finished.status in COUNTED
+            and finished.id != self.baseline_id
+        ):
             note = self.analyst.analyse(finished, self.lineage, self.baseline_id)
             if note:
                 self.store.set_trial_analysis(finished.id, note)
