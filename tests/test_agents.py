@@ -21,6 +21,7 @@ from autoresearch.services import reports
 from autoresearch.services.campaign import CampaignController, CampaignOutcome, create_campaign
 from autoresearch.settings import Price, Settings
 from autoresearch.testing.llm_server import Reply, StandInCall, StandInServer
+from autoresearch.testing.stand_in_brain import CatalogBrain
 from tests.test_campaign import ENV, ScoreRecipe
 
 BASELINE = ENV.read_editable()["recipe.py"]
@@ -320,3 +321,23 @@ def test_a_spent_budget_still_lets_interrupted_trials_run_again(store: SqlStore,
     retry = store.list_trials(second.campaign.id)[-1]
     assert retry.retry_of == lost.id and retry.status is TrialStatus.SUCCEEDED
     assert "tokens spent" in second.proposer_stopped
+
+
+def test_a_spent_role_budget_stops_that_role_only(store: SqlStore, tmp_path: Path) -> None:
+    brain = CatalogBrain(ENV, malformed_first=False, stale_every=0)  # patches that apply to any parent
+    with llm_campaign(
+        store, tmp_path, brain, trials=4, ideas_per_call=2, role_budgets=["analyst:tokens=1"]
+    ) as (
+        _,
+        run,
+    ):
+        outcome = run()
+
+    trials = store.list_trials(outcome.campaign.id)
+    ran = [t for t in trials[1:] if t.duration_s is not None]
+    assert len(trials) == 4 and len(ran) >= 2  # the analyst would have had a trial to note after its first
+    usage = store.llm_usage(outcome.campaign.id)
+    assert usage[Role.ANALYST].calls == 1 and [t.analysis != "" for t in ran] == [True] + [False] * (
+        len(ran) - 1
+    )
+    assert outcome.proposer_stopped == ""

@@ -63,7 +63,7 @@ class CatalogBrain:
                 "expected_effect": "lower metric",
             }
             for t in self.techniques
-            if surface in (None, t.surface) and t.hypothesis[:60] not in prompt
+            if surface in (None, t.surface) and _title(t.hypothesis) not in prompt
         ]
         ideas += [
             {
@@ -135,6 +135,11 @@ class CatalogBrain:
         if "label" in outcome:
             verdict = " The change itself failed: fix that before building on it."
         return f"The trial {outcome}.{relation}{verdict}"
+
+
+def _title(hypothesis: str) -> str:
+    """What the lineage sections of a prompt call an idea: its text up to the first colon or full stop."""
+    return re.split(r"[:.](?:\s|$)", hypothesis, maxsplit=1)[0]
 
 
 def _code_in(prompt: str) -> dict[str, str]:
