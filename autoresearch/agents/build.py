@@ -76,6 +76,7 @@ def open_agents(
                 continue
             if text not in made:
                 made[text] = _client(text, env, settings, stack)
+                stack.callback(made[text].close)
             clients[role] = made[text]
         agents = Agents(store, campaign.id, config, clients, settings.prices)
         preflight = Preflight(smoke_runner if config.preflight else None, cancel)

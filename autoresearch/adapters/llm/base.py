@@ -51,6 +51,10 @@ class LLMClient(Protocol):
         """One completion; retries 429, 5xx, timeouts and dropped connections with backoff, then raises LLMError."""
         ...
 
+    def close(self) -> None:
+        """Release the connections."""
+        ...
+
 
 class LLMError(AutoresearchError):
     """The provider did not answer after every retry, or refused the request. Never carries an API key."""

@@ -188,10 +188,10 @@ def _transport_failure(exc: Exception, timeout_s: float) -> _AttemptFailed:
 # OpenAI and OpenAI-compatible -----------------------------------------------------------------------
 
 
-class OpenAIClient:
-    """Chat completions on OpenAI, or on any server that speaks its API (vLLM, ollama, llama.cpp)."""
+class _RetryingClient:
+    """What both providers' clients share: the spec, the key to keep out of messages, and the retry loop."""
 
-    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str | None, settings: Settings) -> None:
+    def __init__(self, spec: ModelSpec, *, api_key: str, settings: Settings) -> None:
         self.provider: str = spec.provider
         self.model = spec.model
         self._label = str(spec)
@@ -199,12 +199,22 @@ class OpenAIClient:
         self._stream = settings.llm_stream
         self._timeout_s = settings.llm_timeout_s
         self._policy = RetryPolicy(settings.llm_retries, settings.llm_backoff_s)
-        self._sdk = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=settings.llm_timeout_s, max_retries=0
-        )
 
     def complete(self, request: LLMRequest) -> Completion:
         return self._policy.run(self._label, lambda: self._attempt(request))
+
+    def _attempt(self, request: LLMRequest) -> Completion:
+        raise NotImplementedError
+
+
+class OpenAIClient(_RetryingClient):
+    """Chat completions on OpenAI, or on any server that speaks its API (vLLM, ollama, llama.cpp)."""
+
+    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str | None, settings: Settings) -> None:
+        super().__init__(spec, api_key=api_key, settings=settings)
+        self._sdk = openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=settings.llm_timeout_s, max_retries=0
+        )
 
     def close(self) -> None:
         self._sdk.close()
@@ -304,28 +314,18 @@ class _AnthropicUsage:
     output: int = 0
 
 
-class AnthropicClient:
+class AnthropicClient(_RetryingClient):
     """Claude through the Messages API; the system prompt and flagged messages are cache breakpoints.
 
     `LLMRequest.temperature` is not sent: API version 2026-10-21, which this SDK speaks, refuses
     temperature, top_p and top_k outright (HTTP 400, even at 1.0), and the SDK no longer has them.
     """
 
-    provider = "anthropic"
-
     def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str | None, settings: Settings) -> None:
-        self.model = spec.model
-        self._label = str(spec)
-        self._key = api_key
-        self._stream = settings.llm_stream
-        self._timeout_s = settings.llm_timeout_s
-        self._policy = RetryPolicy(settings.llm_retries, settings.llm_backoff_s)
+        super().__init__(spec, api_key=api_key, settings=settings)
         self._sdk = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, timeout=settings.llm_timeout_s, max_retries=0
         )
-
-    def complete(self, request: LLMRequest) -> Completion:
-        return self._policy.run(self._label, lambda: self._attempt(request))
 
     def close(self) -> None:
         self._sdk.close()
