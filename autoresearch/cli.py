@@ -30,7 +30,7 @@ from autoresearch import __version__
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
-from autoresearch.agents.config import CATALOG, agents_config
+from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
 from autoresearch.domain.strategies import STRATEGIES
@@ -472,15 +472,26 @@ def resume(
     campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
     trials: Annotated[int | None, typer.Option(help="Set the campaign's trial budget to this many.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Change how many trials run at once.")] = None,
+    max_dollars: Annotated[float | None, typer.Option(help="Set the campaign's LLM dollar budget.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Set the campaign's LLM token budget.")] = None,
 ) -> None:
     """Carry on a stopped or killed campaign: finished trials are kept, interrupted ones run again."""
     settings = load_settings()
     with _store(settings) as store:
         campaign = store.get_campaign(campaign_ref)
-        if trials is not None or concurrency is not None:
-            if (trials is not None and trials < 1) or (concurrency is not None and concurrency < 1):
-                raise ConfigError("--trials and --concurrency must be at least 1")
-            campaign = store.set_campaign_limits(campaign.id, trial_budget=trials, concurrency=concurrency)
+        if (trials is not None and trials < 1) or (concurrency is not None and concurrency < 1):
+            raise ConfigError("--trials and --concurrency must be at least 1")
+        agents = AgentsConfig.of(campaign.agents)
+        if max_dollars is not None or max_tokens is not None:
+            if agents is None:
+                raise ConfigError(f"campaign {campaign.name!r} uses no LLM: it has no LLM budget to change")
+            agents = agents.with_budget(dollars=max_dollars, tokens=max_tokens)
+        campaign = store.set_campaign_limits(
+            campaign.id,
+            trial_budget=trials,
+            concurrency=concurrency,
+            agents=agents.model_dump(mode="json") if agents else None,
+        )
         env = find_environment(campaign.environment, settings.environment_search_path)
         _drive(settings, store, campaign, env)
 

@@ -14,7 +14,7 @@ import pytest
 
 from autoresearch.adapters.db import SqlStore
 from autoresearch.agents.build import open_agents
-from autoresearch.agents.config import agents_config
+from autoresearch.agents.config import AgentsConfig, agents_config
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, IdeaOrigin, Role, TrialStatus
 from autoresearch.services import reports
@@ -92,11 +92,12 @@ def llm_campaign(
         cancel = threading.Event()
 
         def run() -> CampaignOutcome:
-            with open_agents(store, campaign, ENV, Settings(**values), None, cancel) as agents:
+            current = store.get_campaign(campaign.id)  # as a resume reads it, limits changed included
+            with open_agents(store, current, ENV, Settings(**values), None, cancel) as agents:
                 assert agents is not None
                 controller = CampaignController(
                     store,
-                    campaign,
+                    current,
                     ENV,
                     ScoreRecipe(),
                     agents.proposer,  # type: ignore[arg-type]
@@ -341,3 +342,23 @@ def test_a_spent_role_budget_stops_that_role_only(store: SqlStore, tmp_path: Pat
         len(ran) - 1
     )
     assert outcome.proposer_stopped == ""
+
+
+def test_an_idea_cut_off_by_a_spent_budget_is_implemented_when_the_campaign_resumes_with_more(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    script = by_role(proposer=[ideas(MOVE_X)], implementer=[patch("x = 0.0", "x = 2.0")], analyst=["noted"])
+    with llm_campaign(store, tmp_path, script, trials=2, max_tokens=1) as (_, run):
+        first = run()
+        [orphan] = [i for i in store.list_ideas(first.campaign.id) if i.origin is IdeaOrigin.LLM]
+        assert len(store.list_trials(first.campaign.id)) == 1  # the implementer was refused: no trial
+        config = AgentsConfig.of(first.campaign.agents)
+        assert config is not None
+        store.set_campaign_limits(
+            first.campaign.id, agents=config.with_budget(dollars=None, tokens=10**6).model_dump(mode="json")
+        )
+        second = run()
+
+    trial = store.get_trial_by_number(second.campaign.id, 1)
+    assert trial.idea_id == orphan.id and trial.status is TrialStatus.SUCCEEDED
+    assert second.proposer_stopped == ""

@@ -106,6 +106,12 @@ def test_an_llm_campaign_resumes_with_the_models_and_limits_it_was_created_with(
     assert report["llm"]["roles"]["implementer"]["calls"] >= 4
 
 
+def test_an_llm_budget_cannot_be_given_to_a_catalog_campaign_on_resume(cli: Cli) -> None:
+    cli("run", "tiny", "--trials", "2", "--name", "plain")
+    done = cli("resume", "plain", "--max-dollars", "1", check=False)
+    assert done.returncode == 1 and "uses no LLM" in done.stderr
+
+
 def test_a_bad_database_url_is_one_line(cli_env: dict[str, str]) -> None:
     env = cli_env | {"AUTORESEARCH_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
     done = subprocess.run(_argv("campaigns"), env=env, capture_output=True, text=True, timeout=60)

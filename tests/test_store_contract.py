@@ -539,3 +539,6 @@ def test_a_campaign_keeps_its_agents_config(store: Store) -> None:
     campaign = make_campaign(store, agents=agents)
     assert store.get_campaign(campaign.id).agents == agents
     assert make_campaign(store, "plain").agents == {}
+    more = agents | {"budget": {"dollars": 10.0, "tokens": None}}
+    assert store.set_campaign_limits(campaign.id, agents=more).agents == more
+    assert store.set_campaign_limits(campaign.id, trial_budget=3).agents == more

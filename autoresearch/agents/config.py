@@ -54,6 +54,18 @@ class AgentsConfig(StrictModel):
                 f"campaign agents: {where}: {first['msg']} (got {first.get('input')!r})"
             ) from exc
 
+    def with_budget(self, *, dollars: float | None, tokens: int | None) -> AgentsConfig:
+        """The same config with the campaign's budget changed where a limit is given."""
+        changes = {k: v for k, v in (("dollars", dollars), ("tokens", tokens)) if v is not None}
+        try:
+            budget = Budget.model_validate(self.budget.model_dump() | changes)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(
+                f"--max-{first['loc'][0]}: {first['msg']} (got {first.get('input')!r})"
+            ) from exc
+        return self.model_copy(update={"budget": budget})
+
     def model_of(self, role: Role) -> str | None:
         return {Role.PROPOSER: self.proposer, Role.IMPLEMENTER: self.implementer, Role.ANALYST: self.analyst}[
             role

@@ -242,6 +242,12 @@ class CampaignController:
         trials = self.store.list_trials(self.campaign.id)
         self.lineage = Lineage.of(self.store.list_ideas(self.campaign.id), trials)
         retried = {t.retry_of for t in trials if t.retry_of is not None}
+        with_trials = {t.idea_id for t in trials}
+        self.unimplemented = [
+            idea
+            for idea in self.lineage.ideas.values()
+            if idea.id not in with_trials and idea.duplicate_of is None and idea.parent_trial_ids
+        ]
         self.retries = [t for t in trials if t.status is TrialStatus.INTERRUPTED and t.id not in retried]
         self.counted = sum(t.status in COUNTED for t in trials)
         baseline = next((t for t in trials if t.number == 0), None) or self._add_baseline()
@@ -289,6 +295,9 @@ class CampaignController:
         baseline = self.lineage.trials[self.baseline_id]
         if baseline.status is TrialStatus.PENDING:
             return baseline
+        if self.unimplemented:  # ideas whose implementation was cut short (a kill, a spent budget)
+            idea = self.unimplemented.pop(0)
+            return self._implement(self.lineage.trials[idea.parent_trial_ids[0]], _proposal_of(idea), idea)
         rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}")
         surface = self._next_surface()
         parents_tried = duplicates = 0
@@ -346,8 +355,8 @@ class CampaignController:
             self.novelty.add(idea)
         return idea
 
-    def _implement(self, parent: Trial, proposal: Proposal) -> Trial:
-        idea = self._add_idea(parent, proposal)
+    def _implement(self, parent: Trial, proposal: Proposal, idea: Idea | None = None) -> Trial:
+        idea = idea or self._add_idea(parent, proposal)
         impl = self.implementer.implement(idea, proposal, parent, self.code_of(parent.id))
         code_diff = make_diff(self.baseline_code, impl.code) if impl.code is not None else ""
         trial = self.store.add_trial(
@@ -410,3 +419,17 @@ class CampaignController:
     def _code_of(self, trial_id: int) -> Mapping[str, str]:
         diff = self.lineage.trials[trial_id].code_diff
         return apply_diff(self.baseline_code, diff) if diff else self.baseline_code
+
+
+def _proposal_of(idea: Idea) -> Proposal:
+    """The proposal an idea on record came from, to implement it again."""
+    return Proposal(
+        idea.hypothesis,
+        idea.origin,
+        idea.diff,
+        idea.surface,
+        idea.key,
+        against_baseline=idea.origin in (IdeaOrigin.CATALOG, IdeaOrigin.USER),
+        rationale=idea.rationale,
+        llm_call_id=idea.llm_call_id,
+    )

@@ -57,8 +57,14 @@ class Store(ABC):
 
     @abstractmethod
     def set_campaign_limits(
-        self, campaign_id: int, *, trial_budget: int | None = None, concurrency: int | None = None
-    ) -> Campaign: ...
+        self,
+        campaign_id: int,
+        *,
+        trial_budget: int | None = None,
+        concurrency: int | None = None,
+        agents: Mapping[str, Any] | None = None,
+    ) -> Campaign:
+        """Change what is given (agents: the whole agents config, e.g. with a larger LLM budget)."""
 
     # ideas -----------------------------------------------------------------------------------
     @abstractmethod

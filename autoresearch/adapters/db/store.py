@@ -432,13 +432,20 @@ class SqlStore(Store):
         self._update_campaign(campaign_id, {"status": status})
 
     def set_campaign_limits(
-        self, campaign_id: int, *, trial_budget: int | None = None, concurrency: int | None = None
+        self,
+        campaign_id: int,
+        *,
+        trial_budget: int | None = None,
+        concurrency: int | None = None,
+        agents: Mapping[str, Any] | None = None,
     ) -> Campaign:
         changes: dict[str, Any] = {}
         if trial_budget is not None:
             changes["trial_budget"] = trial_budget
         if concurrency is not None:
             changes["concurrency"] = concurrency
+        if agents is not None:
+            changes["agents"] = dict(agents)
         if not changes:
             return self.get_campaign(campaign_id)
         return self._update_campaign(campaign_id, changes)
