@@ -35,7 +35,7 @@ def check_clients(config: AgentsConfig, settings: Settings) -> None:
     for role in Role:
         text = config.model_of(role)
         if text is not None and not text.startswith(STAND_IN):
-            make_client(parse_model_spec(text), settings)
+            make_client(parse_model_spec(text), settings).close()
 
 
 @dataclass(frozen=True)
