@@ -217,8 +217,8 @@ def test_trial_with_a_missing_reference_is_not_found(store: Store) -> None:
 def test_trial_is_claimed_once(store: Store) -> None:
     trial = make_trial(store, make_campaign(store).id)
 
-    assert store.claim_trial(trial.id) is True
-    assert store.claim_trial(trial.id) is False
+    assert store.claim_trial(trial.id) is not None
+    assert store.claim_trial(trial.id) is None
     claimed = store.get_trial(trial.id)
     assert claimed.status is TrialStatus.RUNNING
     assert claimed.started_at is not None and claimed.started_at.tzinfo is not None
@@ -228,9 +228,10 @@ def test_concurrent_claims_have_one_winner(store: Store) -> None:
     trial = make_trial(store, make_campaign(store).id)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        wins = list(pool.map(lambda _: store.claim_trial(trial.id), range(8)))
+        leases = list(pool.map(lambda n: store.claim_trial(trial.id, worker=f"w{n}", lease_s=30), range(8)))
 
-    assert sorted(wins) == [False] * 7 + [True]
+    [won] = [lease for lease in leases if lease is not None]
+    assert store.get_trial(trial.id).worker == won.worker and won.token == 1
 
 
 def test_concurrent_new_trials_get_distinct_numbers(store: Store) -> None:
@@ -295,7 +296,7 @@ def test_finished_trial_is_not_overwritten(store: Store) -> None:
 
     assert store.finish_trial(trial.id, TrialResult.scored(2.0)) is None
     assert store.finish_trial(trial.id, TrialResult.failed(FailureLabel.WORKER_LOST, "late")) is None
-    assert store.claim_trial(trial.id) is False
+    assert store.claim_trial(trial.id) is None
     kept = store.get_trial(trial.id)
     assert (kept.status, kept.score, kept.label) == (TrialStatus.SUCCEEDED, 1.0, None)
 
@@ -542,3 +543,55 @@ def test_a_campaign_keeps_its_agents_config(store: Store) -> None:
     more = agents | {"budget": {"dollars": 10.0, "tokens": None}}
     assert store.set_campaign_limits(campaign.id, agents=more).agents == more
     assert store.set_campaign_limits(campaign.id, trial_budget=3).agents == more
+
+
+# leases --------------------------------------------------------------------------------------
+
+
+def test_a_claim_is_a_lease_with_a_fencing_token_and_an_expiry(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+    before = datetime.now(UTC)
+    lease = store.claim_trial(trial.id, worker="gpu-box-1:4242", lease_s=30)
+    assert lease is not None and lease.token == 1 and lease.worker == "gpu-box-1:4242"
+    assert lease.expires_at is not None and before + timedelta(seconds=29) < lease.expires_at
+    assert store.claim_trial(trial.id, worker="other", lease_s=30) is None
+    stored = store.get_trial(trial.id)
+    assert (stored.worker, stored.lease_token, stored.lease_expires_at) == (
+        "gpu-box-1:4242",
+        1,
+        lease.expires_at,
+    )
+
+
+def test_a_heartbeat_extends_only_the_current_lease(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+    lease = store.claim_trial(trial.id, worker="w", lease_s=5)
+    assert lease is not None and lease.expires_at is not None
+    assert store.renew_lease(trial.id, lease.token, 60)
+    renewed = store.get_trial(trial.id).lease_expires_at
+    assert renewed is not None and renewed > lease.expires_at + timedelta(seconds=50)
+    assert not store.renew_lease(trial.id, lease.token + 1, 60)
+    store.finish_trial(trial.id, TrialResult.scored(1.0), token=lease.token)
+    assert not store.renew_lease(trial.id, lease.token, 60)  # finished: nothing to renew
+
+
+def test_an_expired_lease_makes_the_trial_worker_lost_and_its_late_result_is_refused(store: Store) -> None:
+    campaign = make_campaign(store)
+    leased, unleased = make_trial(store, campaign.id), make_trial(store, campaign.id)
+    lease = store.claim_trial(leased.id, worker="w", lease_s=10)
+    assert lease is not None and store.claim_trial(unleased.id)  # the local controller: no expiry
+    assert store.expire_leases() == []
+    [lost] = store.expire_leases(now=datetime.now(UTC) + timedelta(seconds=11))
+    assert lost.id == leased.id and lost.label is FailureLabel.WORKER_LOST
+    assert lost.status is TrialStatus.INTERRUPTED
+    assert store.finish_trial(leased.id, TrialResult.scored(0.5), token=lease.token) is None
+    assert store.get_trial(unleased.id).status is TrialStatus.RUNNING
+
+
+def test_a_result_under_a_stale_fencing_token_is_refused(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+    lease = store.claim_trial(trial.id, worker="w", lease_s=30)
+    assert lease is not None
+    assert store.finish_trial(trial.id, TrialResult.scored(2.0), token=lease.token - 1) is None
+    finished = store.finish_trial(trial.id, TrialResult.scored(3.0), token=lease.token)
+    assert finished is not None and finished.score == 3.0

@@ -223,6 +223,9 @@ class Trial:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     analysis: str = ""  # the analyst's note on the outcome
+    worker: str = ""  # who claimed it
+    lease_token: int = 0  # fencing token of the latest claim: only its holder may record the result
+    lease_expires_at: datetime | None = None  # None: held without expiry (the local controller)
 
     @property
     def is_scored(self) -> bool:
@@ -267,3 +270,13 @@ class LLMCall:
     trial_id: int | None = None
     surface: str = ""
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on a running trial: renewed by heartbeats, void once it expires."""
+
+    trial_id: int
+    worker: str
+    token: int  # fencing token: a result recorded with an older token is refused
+    expires_at: datetime | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from autoresearch.domain.model import (
@@ -16,6 +17,7 @@ from autoresearch.domain.model import (
     FailureLabel,
     Idea,
     IdeaOrigin,
+    Lease,
     LLMCall,
     Patch,
     Role,
@@ -105,12 +107,22 @@ class Store(ABC):
         """A new PENDING trial numbered next in its campaign (the baseline is number 0)."""
 
     @abstractmethod
-    def claim_trial(self, trial_id: int) -> bool:
-        """PENDING -> RUNNING in one guarded statement; False when someone else moved it first."""
+    def claim_trial(self, trial_id: int, *, worker: str = "", lease_s: float | None = None) -> Lease | None:
+        """PENDING -> RUNNING in one guarded statement, with a new fencing token and a lease of
+        `lease_s` seconds (None: no expiry); None when someone else moved it first."""
 
     @abstractmethod
-    def finish_trial(self, trial_id: int, result: TrialResult) -> Trial | None:
-        """Record a result once: the finished trial, or None (nothing written) when it cannot move to it."""
+    def renew_lease(self, trial_id: int, token: int, lease_s: float) -> bool:
+        """A heartbeat: extend the lease; False when the trial is no longer running under `token`."""
+
+    @abstractmethod
+    def expire_leases(self, now: datetime | None = None) -> list[Trial]:
+        """Move every running trial whose lease ran out to INTERRUPTED (worker_lost), in every campaign."""
+
+    @abstractmethod
+    def finish_trial(self, trial_id: int, result: TrialResult, *, token: int | None = None) -> Trial | None:
+        """Record a result once: the finished trial, or None (nothing written) when it cannot move to
+        it, or when `token` is given and is not the trial's current fencing token (a stale worker)."""
 
     @abstractmethod
     def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:

@@ -107,6 +107,7 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "number"),  # also the index for lookups by number
         Index("ix_trials_campaign_id_status", "campaign_id", "status"),
+        Index("ix_trials_status_lease_expires_at", "status", "lease_expires_at"),  # the expiry sweep
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -131,6 +132,9 @@ class TrialRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     analysis: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String, default="")
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class PatchRow(Base):

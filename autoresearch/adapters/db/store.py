@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from autoresearch.domain.model import (
     FailureLabel,
     Idea,
     IdeaOrigin,
+    Lease,
     LLMCall,
     Patch,
     Role,
@@ -120,8 +122,27 @@ _NEXT_NUMBER = (
 )
 # One INSERT ... (SELECT max(number) + 1): atomic on SQLite, whose writers run one at a time.
 _INSERT_TRIAL = insert(TrialRow).values(number=_NEXT_NUMBER).returning(TrialRow)
-_CLAIM = _move_to(TrialStatus.RUNNING)
+_CLAIM = (
+    _move_to(TrialStatus.RUNNING)
+    .values(lease_token=TrialRow.lease_token + 1)
+    .returning(TrialRow.lease_token, TrialRow.lease_expires_at)
+)
 _FINISH = {status: _move_to(status).returning(TrialRow) for status in TrialStatus if status.is_terminal}
+# A worker's result counts only under the fencing token of the claim it holds.
+_FINISH_FENCED = {
+    status: statement.where(TrialRow.lease_token == bindparam("token"))
+    for status, statement in _FINISH.items()
+}
+_RENEW = update(TrialRow).where(
+    TrialRow.id == bindparam("trial_id"),
+    TrialRow.status == TrialStatus.RUNNING,
+    TrialRow.lease_token == bindparam("token"),
+)
+_EXPIRE = (
+    update(TrialRow)
+    .where(TrialRow.status == TrialStatus.RUNNING, TrialRow.lease_expires_at < bindparam("now"))
+    .returning(TrialRow)
+)
 _INTERRUPT = (
     update(TrialRow)
     .where(
@@ -226,6 +247,9 @@ def _trial(row: Row[Any]) -> Trial:
         started_at=row.started_at,
         finished_at=row.finished_at,
         analysis=row.analysis,
+        worker=row.worker,
+        lease_token=row.lease_token,
+        lease_expires_at=row.lease_expires_at,
     )
 
 
@@ -550,17 +574,43 @@ class SqlStore(Store):
             if retry_of is not None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": retry_of}, "trial to retry")
 
-    def _move_trial(self, statement: Update, trial_id: int, changes: dict[str, Any]) -> bool:
+    def claim_trial(self, trial_id: int, *, worker: str = "", lease_s: float | None = None) -> Lease | None:
+        now = utc_now()
+        changes = {
+            "trial_id": trial_id,
+            "status": TrialStatus.RUNNING,
+            "started_at": now,
+            "worker": worker,
+            "lease_expires_at": now + timedelta(seconds=lease_s) if lease_s is not None else None,
+        }
         with self._transaction() as connection:
-            moved = connection.execute(statement, {"trial_id": trial_id, **changes}).rowcount == 1
-            if not moved:
+            row = connection.execute(_CLAIM, changes).one_or_none()
+            if row is None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
-            return moved
+                return None
+            return Lease(trial_id, worker, row.lease_token, row.lease_expires_at)
 
-    def claim_trial(self, trial_id: int) -> bool:
-        return self._move_trial(_CLAIM, trial_id, {"status": TrialStatus.RUNNING, "started_at": utc_now()})
+    def renew_lease(self, trial_id: int, token: int, lease_s: float) -> bool:
+        changes = {
+            "trial_id": trial_id,
+            "token": token,
+            "lease_expires_at": utc_now() + timedelta(seconds=lease_s),
+        }
+        with self._transaction() as connection:
+            return connection.execute(_RENEW, changes).rowcount == 1
 
-    def finish_trial(self, trial_id: int, result: TrialResult) -> Trial | None:
+    def expire_leases(self, now: datetime | None = None) -> list[Trial]:
+        changes = {
+            "now": now or utc_now(),
+            "status": TrialStatus.INTERRUPTED,
+            "label": FailureLabel.WORKER_LOST,
+            "reason": "its worker stopped renewing the lease (the worker died or lost the database)",
+            "finished_at": utc_now(),
+        }
+        with self._transaction() as connection:
+            return sorted((_trial(row) for row in connection.execute(_EXPIRE, changes)), key=lambda t: t.id)
+
+    def finish_trial(self, trial_id: int, result: TrialResult, *, token: int | None = None) -> Trial | None:
         changes = {
             "trial_id": trial_id,
             "status": result.status,
@@ -574,8 +624,11 @@ class SqlStore(Store):
             "code_hash": result.code_hash,
             "finished_at": utc_now(),
         }
+        statement = _FINISH[result.status]
+        if token is not None:
+            statement, changes["token"] = _FINISH_FENCED[result.status], token
         with self._transaction() as connection:
-            row = connection.execute(_FINISH[result.status], changes).one_or_none()
+            row = connection.execute(statement, changes).one_or_none()
             if row is None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
                 return None
