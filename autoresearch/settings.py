@@ -100,6 +100,17 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="JSON: model -> {input, output, cached_input, cache_write} dollars per million tokens.",
     )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker for distributed workers."
+    )
+    lease_s: float = Field(
+        default=60.0, gt=0, description="How long a worker's claim on a trial lasts without a heartbeat."
+    )
+    visibility_timeout_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Redis redelivers an unacknowledged task after this: keep it above the longest trial.",
+    )
     novelty_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Cosine similarity at which an idea counts as a duplicate."
     )

@@ -1,0 +1,1 @@
+"""The Celery application: thin tasks over autoresearch's services, routed to queues per resource."""

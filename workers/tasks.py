@@ -1,0 +1,55 @@
+"""Each task is a few lines over a service."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+
+from autoresearch.adapters.db import SqlStore, open_store
+from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.environment import Environment, find_environment
+from autoresearch.services.runner import TrialRunner, prepare_data
+from autoresearch.services.worker import execute_trial
+from autoresearch.settings import settings
+from workers.app import app
+
+
+@cache
+def _store() -> SqlStore:
+    return open_store(settings().resolved_database_url)
+
+
+@cache
+def _environment(name: str) -> Environment:
+    return find_environment(name, settings().environment_search_path)
+
+
+# By environment and preset; a worker runs one task at a time.
+_runners: dict[tuple[str, str], TrialRunner] = {}
+
+
+def _runner(env: Environment, preset: str) -> TrialRunner:
+    if (env.name, preset) not in _runners:
+        sandbox, _ = make_sandbox(settings().sandbox)
+        _runners[env.name, preset] = TrialRunner(
+            env, preset, settings(), sandbox, prepare_data(env, settings())
+        )
+    return _runners[env.name, preset]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@app.task(name="autoresearch.run_trial")
+def run_trial(trial_id: int) -> None:
+    """Run one pending trial and record its result (nothing, if it is not pending any more)."""
+    execute_trial(
+        _store(),
+        trial_id,
+        worker=worker_name(),
+        lease_s=settings().lease_s,
+        environment_named=_environment,
+        runner_for=_runner,
+    )
