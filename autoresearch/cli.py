@@ -554,6 +554,27 @@ def try_patch(
         _drive(settings, store, campaign, env, _UserPatch(diff, patch.name))
 
 
+# -- workers ------------------------------------------------------------------------------------
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to take tasks from: implement, cpu, gpu.")
+    ] = "cpu",
+    name: Annotated[str | None, typer.Option(help="Worker name (default: QUEUES@HOST).")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker that executes queued trials (the distributed deployment, in progress)."""
+    from workers.app import QUEUES, make_app  # Celery loads only for this command
+
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if not chosen or unknown:
+        raise ConfigError(f"--queues {queues!r}: choose from {', '.join(QUEUES)}")
+    argv = ["worker", "--queues", ",".join(chosen), "--pool", "solo", "--loglevel", loglevel]
+    argv += ["--hostname", name or f"{'+'.join(chosen)}@%h", "--without-mingle", "--without-gossip"]
+    make_app().worker_main(argv)
+
+
 # -- browsing -----------------------------------------------------------------------------------
 @app.command()
 def campaigns(as_json: JsonOpt = False) -> None:

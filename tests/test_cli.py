@@ -78,6 +78,7 @@ def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) ->
         (("run", "tiny", "--proposer", "openai:gpt-5"), "OPENAI_API_KEY"),
         (("run", "tiny", "--proposer", "stand-in", "--role-budget", "critic:dollars=1"), "ROLE one of"),
         (("run", "tiny", "--proposer", "stand-in", "--ideas-per-call", "0"), "--ideas-per-call"),
+        (("worker", "--queues", "cpu,tpu"), "choose from implement, cpu, gpu"),
     ],
 )
 def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], message: str) -> None:

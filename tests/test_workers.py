@@ -120,25 +120,8 @@ def test_a_celery_worker_process_runs_a_queued_trial_into_postgres(
     store = open_store(postgres_url)
     trial = pending_trial(store)
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "-Q",
-            "cpu",
-            "-P",
-            "solo",
-            "-n",
-            "cpu@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
+    worker = subprocess.Popen(  # the command a user runs on each worker machine
+        [sys.executable, "-m", "autoresearch", "worker", "--queues", "cpu"],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
