@@ -33,6 +33,7 @@ from autoresearch.agents.build import check_clients, open_agents, preflight_pres
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.domain.placement import GpuPool
 from autoresearch.domain.strategies import STRATEGIES
 from autoresearch.environment import Environment, discover, find_environment, load_environment
 from autoresearch.errors import AutoresearchError, ConfigError
@@ -260,7 +261,12 @@ def _status_text(trial: Trial) -> Text:
 
 
 def _drive(
-    settings: Settings, store: Store, campaign: Campaign, env: Environment, proposer: Proposer | None = None
+    settings: Settings,
+    store: Store,
+    campaign: Campaign,
+    env: Environment,
+    proposer: Proposer | None = None,
+    gpus: GpuPool | None = None,
 ) -> CampaignOutcome:
     sandbox, warning = make_sandbox(settings.sandbox)
     if warning:
@@ -287,7 +293,13 @@ def _drive(
         ):
             if agents is None:
                 controller = CampaignController(
-                    store, campaign, env, runner, proposer or CatalogProposer(env, campaign.goal), view
+                    store,
+                    campaign,
+                    env,
+                    runner,
+                    proposer or CatalogProposer(env, campaign.goal),
+                    view,
+                    gpus=gpus,
                 )
             else:
                 controller = CampaignController(
@@ -300,6 +312,7 @@ def _drive(
                     implementer=agents.implementer,
                     novelty=agents.novelty,
                     analyst=agents.analyst,
+                    gpus=gpus,
                 )
             outcome = controller.run(cancel)
     finally:
@@ -374,6 +387,26 @@ def _print_llm_usage(llm: dict[str, Any]) -> None:
     console.print(table)
 
 
+GpusOpt = Annotated[
+    str | None,
+    typer.Option(help="GPUs trials may use, e.g. 0,1 (default: those the process sees, no placement)."),
+]
+SlotsOpt = Annotated[
+    int, typer.Option(help="Trials needing a fraction of a GPU share it: slots per GPU, e.g. 4 for quarters.")
+]
+
+
+def _gpu_pool(gpus: str | None, slots_per_gpu: int) -> GpuPool | None:
+    if gpus is None:
+        return None
+    devices = [d.strip() for d in gpus.split(",") if d.strip()]
+    if not devices or slots_per_gpu < 1:
+        raise ConfigError(
+            f"--gpus {gpus!r} --slots-per-gpu {slots_per_gpu}: name at least one GPU and one slot"
+        )
+    return GpuPool(devices, slots_per_gpu)
+
+
 PresetOpt = Annotated[
     str | None, typer.Option(help="Preset of the environment (default: the environment's).")
 ]
@@ -421,6 +454,8 @@ def run(
     max_tokens: Annotated[
         int | None, typer.Option(help="Stop proposing once LLM calls used this many.")
     ] = None,
+    gpus: GpusOpt = None,
+    slots_per_gpu: SlotsOpt = 1,
     role_budget: Annotated[
         list[str] | None,
         typer.Option(
@@ -445,6 +480,7 @@ def run(
     )
     if agents is not None:
         check_clients(agents, settings)
+    pool = _gpu_pool(gpus, slots_per_gpu)
     proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
     with _store(settings) as store:
         campaign = create_campaign(
@@ -464,7 +500,7 @@ def run(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
             f"{trials} trials, {concurrency} at a time, {who}"
         )
-        _drive(settings, store, campaign, env, proposer)
+        _drive(settings, store, campaign, env, proposer, pool)
 
 
 @app.command()
@@ -474,6 +510,8 @@ def resume(
     concurrency: Annotated[int | None, typer.Option(help="Change how many trials run at once.")] = None,
     max_dollars: Annotated[float | None, typer.Option(help="Set the campaign's LLM dollar budget.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Set the campaign's LLM token budget.")] = None,
+    gpus: GpusOpt = None,
+    slots_per_gpu: SlotsOpt = 1,
 ) -> None:
     """Carry on a stopped or killed campaign: finished trials are kept, interrupted ones run again."""
     settings = load_settings()
@@ -493,7 +531,7 @@ def resume(
             agents=agents.model_dump(mode="json") if agents else None,
         )
         env = find_environment(campaign.environment, settings.environment_search_path)
-        _drive(settings, store, campaign, env)
+        _drive(settings, store, campaign, env, gpus=_gpu_pool(gpus, slots_per_gpu))
 
 
 def _default_goal(env: Environment) -> str:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from dataclasses import replace
+
+import pytest
 
 from autoresearch.adapters.catalog import CatalogProposer
 from autoresearch.adapters.db import SqlStore
 from autoresearch.domain.model import FailureLabel, IdeaOrigin, TrialResult, TrialStatus
-from autoresearch.environment import load_environment
+from autoresearch.domain.placement import GpuPool
+from autoresearch.environment import Resources, load_environment
+from autoresearch.errors import ConfigError
 from autoresearch.services.campaign import CampaignController, create_campaign
 from autoresearch.services.runner import TrialJob
 from autoresearch.testing import ENVIRONMENTS_DIR
@@ -71,3 +77,69 @@ def test_a_runner_that_raises_stops_the_campaign_instead_of_burning_ideas(store:
     assert len(trials) <= 2  # the trials already in flight, nothing more
     assert Counter(t.label for t in trials) == {FailureLabel.WORKER_LOST: len(trials)}
     assert "KeyError" in trials[0].reason
+
+
+class CountsGpuSharers:
+    """Records which GPUs each trial was given and how many ran at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.devices: list[tuple[str, ...] | None] = []
+
+    def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.devices.append(job.devices)
+        time.sleep(0.3)
+        with self.lock:
+            self.running -= 1
+        return ScoreRecipe().run(job)
+
+
+def test_trials_needing_a_quarter_gpu_run_four_at_a_time_on_a_four_slot_gpu(store: SqlStore) -> None:
+    campaign = create_campaign(
+        store,
+        ENV,
+        preset="quarter_gpu",
+        strategy="evolve",
+        trials=10,
+        concurrency=8,
+        seed=0,
+        name=None,
+        goal="",
+    )
+    runner = CountsGpuSharers()
+    controller = CampaignController(
+        store,
+        campaign,
+        ENV,
+        runner,
+        CatalogProposer(ENV),
+        gpus=GpuPool(["0"], slots_per_gpu=4),  # type: ignore[arg-type]
+    )
+    controller.run()
+    assert runner.most == 4  # concurrency 8 asked for more: the GPU had room for four
+    assert set(runner.devices) == {("0",)}
+    assert all(free == 4 for free in controller.gpus.free.values())  # type: ignore[union-attr]
+
+
+def test_a_preset_needing_more_gpus_than_the_machine_has_is_refused(store: SqlStore) -> None:
+    campaign = create_campaign(
+        store,
+        ENV,
+        preset="quarter_gpu",
+        strategy="evolve",
+        trials=2,
+        concurrency=1,
+        seed=0,
+        name=None,
+        goal="",
+    )
+    wide = ENV.spec.presets["quarter_gpu"].model_copy(update={"resources": Resources(cpu_threads=1, gpu=2.0)})
+    env = replace(
+        ENV, spec=ENV.spec.model_copy(update={"presets": {**ENV.spec.presets, "quarter_gpu": wide}})
+    )
+    with pytest.raises(ConfigError, match="needs 2 GPUs"):
+        CampaignController(store, campaign, env, ScoreRecipe(), CatalogProposer(env), gpus=GpuPool(["0"]))  # type: ignore[arg-type]

@@ -79,6 +79,7 @@ def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) ->
         (("run", "tiny", "--proposer", "stand-in", "--role-budget", "critic:dollars=1"), "ROLE one of"),
         (("run", "tiny", "--proposer", "stand-in", "--ideas-per-call", "0"), "--ideas-per-call"),
         (("worker", "--queues", "cpu,tpu"), "choose from implement, cpu, gpu"),
+        (("run", "tiny", "--gpus", ","), "name at least one GPU"),
     ],
 )
 def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], message: str) -> None:
@@ -111,6 +112,27 @@ def test_an_llm_budget_cannot_be_given_to_a_catalog_campaign_on_resume(cli: Cli)
     cli("run", "tiny", "--trials", "2", "--name", "plain")
     done = cli("resume", "plain", "--max-dollars", "1", check=False)
     assert done.returncode == 1 and "uses no LLM" in done.stderr
+
+
+def test_gpu_placement_from_the_command_line(cli: Cli) -> None:
+    cli(
+        "run",
+        "tiny",
+        "--preset",
+        "quarter_gpu",
+        "--trials",
+        "6",
+        "--concurrency",
+        "4",
+        "--gpus",
+        "0",
+        "--slots-per-gpu",
+        "4",
+        "--name",
+        "gpu",
+    )
+    report = json.loads(cli("show", "gpu", "--json").stdout)
+    assert sum(report["counts"].values()) == 6 and "interrupted" not in report["counts"]
 
 
 def test_a_bad_database_url_is_one_line(cli_env: dict[str, str]) -> None:

@@ -214,3 +214,12 @@ def test_preflight_refuses_code_that_does_not_compile_without_running_it(
         FailureLabel.CRASH,
         "train.py line 1: SyntaxError: invalid syntax",
     )
+
+
+def test_a_trial_sees_only_the_gpus_placed_for_it(env: Environment, settings: Settings) -> None:
+    show = "import os\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))\n"
+    code = _with_train(env, show + env.read_editable()["train.py"])
+    placed = _runner(env, settings, "quarter_gpu").run(TrialJob(1, 1, 1, 0, code, devices=("3",)))
+    assert placed.status is TrialStatus.SUCCEEDED and "devices=3" in placed.log_tail
+    cpu_only = _runner(env, settings, "quick").run(TrialJob(1, 2, 2, 0, code, devices=("3",)))
+    assert "devices=\n" in cpu_only.log_tail  # a CPU preset sees no GPU, placed or not

@@ -31,6 +31,7 @@ from autoresearch.domain.model import (
     TrialResult,
     TrialStatus,
 )
+from autoresearch.domain.placement import GpuPool, Placement
 from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
 from autoresearch.environment import Environment
 from autoresearch.errors import ConfigError
@@ -157,6 +158,7 @@ class CampaignController:
         implementer: Implementer | None = None,
         novelty: NoveltyGate | None = None,
         analyst: Analyst | None = None,
+        gpus: GpuPool | None = None,
     ) -> None:
         self.store = store
         self.campaign = campaign
@@ -170,6 +172,13 @@ class CampaignController:
         self.novelty = novelty
         self.analyst = analyst
         self.proposer_stopped = ""
+        _, preset = env.preset(campaign.preset)
+        self.gpu_need = env.resources(preset).gpu
+        self.gpus = gpus if self.gpu_need > 0 else None  # a CPU preset takes no GPU room
+        if self.gpus is not None and not self.gpus.fits_ever(self.gpu_need):
+            raise ConfigError(
+                f"preset {campaign.preset!r} needs {self.gpu_need:g} GPUs; this machine offers {len(self.gpus.free)}"
+            )
         self.code_of = lru_cache(maxsize=256)(self._code_of)
         self.broken = ""  # why the runner itself failed: then no new trial starts
 
@@ -188,37 +197,50 @@ class CampaignController:
         store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
         self._load()
         exhausted = False
-        in_flight: dict[Future[TrialResult], Trial] = {}
+        in_flight: dict[Future[TrialResult], tuple[Trial, Placement | None]] = {}
         with ThreadPoolExecutor(max_workers=campaign.concurrency, thread_name_prefix="trial") as pool:
             while True:
                 while (
                     not (cancel.is_set() or exhausted or self.broken or self.proposer_stopped)
                     and self._open_slots(len(in_flight)) > 0
                 ):
+                    placement = self.gpus.try_place(self.gpu_need) if self.gpus is not None else None
+                    if self.gpus is not None and placement is None:
+                        break  # no room on the GPUs: wait for a trial to finish
                     try:
                         trial = self._next_trial()
                     except ProposerStopped as exc:
                         self.proposer_stopped = str(exc)
                         self.observer.note(f"no more new ideas: {exc}")
+                        trial = None
+                    if trial is None or trial.status is not TrialStatus.PENDING:
+                        exhausted = exhausted or (trial is None and not self.proposer_stopped)
+                        self._release(placement)
                         continue
-                    if trial is None:
-                        exhausted = True
-                    elif trial.status is TrialStatus.PENDING:
-                        if not store.claim_trial(trial.id):  # moved by someone else: take the store's word
-                            self.lineage.add(store.get_trial(trial.id))
-                            continue
-                        trial = replace(trial, status=TrialStatus.RUNNING)
-                        self.lineage.add(trial)
-                        self.observer.trial_started(trial, self.lineage.idea_of(trial))
-                        job = TrialJob(
-                            campaign.id, trial.id, trial.number, trial.seed, self.code_of(trial.id)
-                        )
-                        in_flight[pool.submit(self.runner.run, job, cancel)] = trial
+                    if not store.claim_trial(trial.id):  # moved by someone else: take the store's word
+                        self.lineage.add(store.get_trial(trial.id))
+                        self._release(placement)
+                        continue
+                    trial = replace(trial, status=TrialStatus.RUNNING)
+                    self.lineage.add(trial)
+                    self.observer.trial_started(trial, self.lineage.idea_of(trial))
+                    devices = placement.devices if placement is not None else None
+                    job = TrialJob(
+                        campaign.id,
+                        trial.id,
+                        trial.number,
+                        trial.seed,
+                        self.code_of(trial.id),
+                        devices=devices,
+                    )
+                    in_flight[pool.submit(self.runner.run, job, cancel)] = (trial, placement)
                 if not in_flight:
                     break
                 done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._record(in_flight.pop(future), self._result_of(future))
+                    trial, placement = in_flight.pop(future)
+                    self._release(placement)
+                    self._record(trial, self._result_of(future))
         stopped = cancel.is_set()
         status = CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED
         store.set_campaign_status(campaign.id, status)
@@ -258,6 +280,10 @@ class CampaignController:
                 self.population.add(t.id, t.score)
         if self.novelty is not None:
             self.novelty.load([i for i in self.lineage.ideas.values() if i.origin is not IdeaOrigin.BASELINE])
+
+    def _release(self, placement: Placement | None) -> None:
+        if self.gpus is not None and placement is not None:
+            self.gpus.release(placement)
 
     def _open_slots(self, running: int) -> int:
         return min(self.campaign.concurrency - running, self.campaign.trial_budget - self.counted - running)

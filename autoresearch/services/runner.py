@@ -45,6 +45,7 @@ class TrialJob:
     seed: int
     code: Mapping[str, str]
     folder: str = ""  # under the campaign's trial folders; default: the trial's number
+    devices: tuple[str, ...] | None = None  # the GPUs placed for it; None: what this process sees
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,8 @@ class TrialRunner:
         }
         if self.env.resources(self.preset).gpu == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""
+        elif job.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(job.devices)
         elif "CUDA_VISIBLE_DEVICES" in os.environ:
             env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         return env
