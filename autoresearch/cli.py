@@ -27,6 +27,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from autoresearch import __version__
+from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
@@ -273,7 +274,7 @@ def _drive(
         errors.print(f"[yellow]warning:[/] {warning}")
     with console.status(f"preparing data for {env.name}..."):
         data_dir = prepare_data(env, settings)
-    runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir)
+    runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir, open_artifacts(settings))
     smoke = preflight_preset(env, campaign.preset)
     smoke_runner = TrialRunner(env, smoke, settings, sandbox, data_dir) if smoke else None
     cancel = threading.Event()

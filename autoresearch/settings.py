@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Redis redelivers an unacknowledged task after this: keep it above the longest trial.",
     )
+    artifacts_url: str = Field(
+        default="",
+        description="Where code bundles and logs go: s3://BUCKET/PREFIX, or a folder (default <data_dir>/artifacts).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible endpoint (MinIO, Ceph...); default AWS."
+    )
     novelty_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Cosine similarity at which an idea counts as a duplicate."
     )

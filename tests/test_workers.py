@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from autoresearch.adapters.artifacts import S3Artifacts, bundle_key, read_bundle
 from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.model import FailureLabel, IdeaOrigin, Trial, TrialResult, TrialStatus
@@ -108,14 +109,16 @@ def broker() -> str:
 
 
 @pytest.mark.timeout(120)
-def test_a_celery_worker_process_runs_a_queued_trial_into_postgres(
-    postgres_url: str, broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_celery_worker_process_runs_a_queued_trial_into_postgres_and_s3(
+    postgres_url: str, broker: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")} | {
         "AUTORESEARCH_DATABASE_URL": postgres_url,
         "AUTORESEARCH_BROKER_URL": broker,
         "AUTORESEARCH_DATA_DIR": str(tmp_path / "worker"),
         "AUTORESEARCH_ENVIRONMENTS_PATH": str(ENVIRONMENTS_DIR),
+        "AUTORESEARCH_ARTIFACTS_URL": "s3://trials/cluster",
+        "AUTORESEARCH_S3_ENDPOINT_URL": s3_endpoint,
     }
     store = open_store(postgres_url)
     trial = pending_trial(store)
@@ -141,3 +144,5 @@ def test_a_celery_worker_process_runs_a_queued_trial_into_postgres(
         store.close()
     assert current.status is TrialStatus.SUCCEEDED and current.score == 11.0
     assert current.worker.endswith(f":{worker.pid}") and current.lease_token == 1
+    bundle = S3Artifacts("trials", "cluster", s3_endpoint).get(bundle_key(current.code_hash))
+    assert read_bundle(bundle) == ENV.read_editable()

@@ -6,6 +6,7 @@ import os
 import socket
 from functools import cache
 
+from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.environment import Environment, find_environment
@@ -32,8 +33,9 @@ _runners: dict[tuple[str, str], TrialRunner] = {}
 def _runner(env: Environment, preset: str) -> TrialRunner:
     if (env.name, preset) not in _runners:
         sandbox, _ = make_sandbox(settings().sandbox)
+        data = prepare_data(env, settings())
         _runners[env.name, preset] = TrialRunner(
-            env, preset, settings(), sandbox, prepare_data(env, settings())
+            env, preset, settings(), sandbox, data, open_artifacts(settings())
         )
     return _runners[env.name, preset]
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.adapters.artifacts import ArtifactStore, bundle_key, code_bundle, trial_key
 from autoresearch.adapters.sandbox import MemoryCgroup, Mounts, Sandbox, die_with_parent
 from autoresearch.domain.model import FailureLabel, TrialResult
 from autoresearch.environment import Environment, Preset, sha256_file
@@ -87,7 +88,13 @@ class TrialRunner:
     """Runs trials of one environment preset; safe to call from several threads at once."""
 
     def __init__(
-        self, env: Environment, preset_name: str, settings: Settings, sandbox: Sandbox, data_dir: Path
+        self,
+        env: Environment,
+        preset_name: str,
+        settings: Settings,
+        sandbox: Sandbox,
+        data_dir: Path,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.env = env
         self.preset_name = preset_name
@@ -95,6 +102,7 @@ class TrialRunner:
         self.settings = settings
         self.sandbox = sandbox
         self.data_dir = data_dir
+        self.artifacts = artifacts
 
     def trial_dir(self, job: TrialJob) -> Path:
         return self.settings.trials_dir / str(job.campaign_id) / (job.folder or f"{job.number:05d}")
@@ -130,7 +138,7 @@ class TrialRunner:
         if failure is None and (changed := self._changed_protected_files(code_dir)):
             failure = (FailureLabel.ILLEGAL_EDIT, f"training changed protected file {changed[0]}")
         if failure is not None:
-            return self._finish(root, started, train, None, failure, {}, digest)
+            return self._finish(job, root, started, train, None, failure, {}, digest)
 
         evaluate = self._run_phase(
             "evaluate",
@@ -147,7 +155,16 @@ class TrialRunner:
         )
         verdict = parse_summary((root / "evaluate.log").read_text(errors="replace"))
         failure = self._phase_failure("evaluation", evaluate) or self._judge(verdict)
-        return self._finish(root, started, train, evaluate, failure, verdict, digest)
+        return self._finish(job, root, started, train, evaluate, failure, verdict, digest)
+
+    def _keep_artifacts(self, job: TrialJob, root: Path, digest: str) -> None:
+        """The code bundle (once per distinct code) and the phases' logs, in the artifact store."""
+        assert self.artifacts is not None
+        if not self.artifacts.exists(bundle_key(digest)):
+            self.artifacts.put(bundle_key(digest), code_bundle(job.code))
+        for name in ("train.log", "evaluate.log"):
+            if (root / name).is_file():
+                self.artifacts.put(trial_key(job.campaign_id, job.number, name), (root / name).read_bytes())
 
     # -- steps ----------------------------------------------------------------------------------
     def _changed_protected_files(self, code_dir: Path) -> list[str]:
@@ -285,6 +302,7 @@ class TrialRunner:
 
     def _finish(
         self,
+        job: TrialJob,
         root: Path,
         started: float,
         train: PhaseOutcome,
@@ -303,6 +321,8 @@ class TrialRunner:
             "log_tail": tail[-self.settings.log_tail_bytes :],
             "code_hash": digest,
         }
+        if self.artifacts is not None and not job.folder:  # preflight runs keep nothing
+            self._keep_artifacts(job, root, digest)
         if not self.settings.keep_trial_dirs:
             shutil.rmtree(root, ignore_errors=True)
         if failure is not None:
