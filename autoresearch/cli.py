@@ -30,6 +30,7 @@ from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
 from autoresearch.domain.lineage import Lineage
@@ -39,7 +40,13 @@ from autoresearch.domain.strategies import STRATEGIES
 from autoresearch.environment import Environment, discover, find_environment, load_environment
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.services import reports
-from autoresearch.services.campaign import CampaignController, CampaignOutcome, campaign_lock, create_campaign
+from autoresearch.services.campaign import (
+    CampaignController,
+    CampaignOutcome,
+    ObserverGroup,
+    campaign_lock,
+    create_campaign,
+)
 from autoresearch.services.proposer import Proposal, Proposer
 from autoresearch.services.runner import TrialRunner, prepare_data
 from autoresearch.services.store import Store
@@ -290,8 +297,10 @@ def _drive(
         with (
             campaign_lock(settings, campaign),
             open_agents(store, campaign, env, settings, smoke_runner, cancel) as agents,
-            LiveView(campaign, env, store) as view,
+            LiveView(campaign, env, store) as live,
         ):
+            tracker = tracker_for(campaign, settings)
+            view = ObserverGroup(live, tracker) if tracker is not None else live
             if agents is None:
                 controller = CampaignController(
                     store,

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="An S3-compatible endpoint (MinIO, Ceph...); default AWS."
     )
+    wandb_project: str | None = Field(
+        default=None, description="Log each trial as a wandb run in this project (WANDB_MODE=offline works)."
+    )
     novelty_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Cosine similarity at which an idea counts as a duplicate."
     )

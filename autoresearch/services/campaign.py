@@ -78,6 +78,25 @@ class SilentObserver:
         pass
 
 
+class ObserverGroup:
+    """Tells every observer (the live view, a tracker...) of each event, in order."""
+
+    def __init__(self, *observers: CampaignObserver) -> None:
+        self.observers = observers
+
+    def trial_started(self, trial: Trial, idea: Idea) -> None:
+        for observer in self.observers:
+            observer.trial_started(trial, idea)
+
+    def trial_finished(self, trial: Trial, idea: Idea) -> None:
+        for observer in self.observers:
+            observer.trial_finished(trial, idea)
+
+    def note(self, message: str) -> None:
+        for observer in self.observers:
+            observer.note(message)
+
+
 @dataclass(frozen=True)
 class CampaignOutcome:
     campaign: Campaign

@@ -1,0 +1,41 @@
+"""Each finished trial as a wandb run, offline (WANDB_MODE=offline writes runs to disk, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoresearch.adapters.catalog import CatalogProposer
+from autoresearch.adapters.db import SqlStore
+from autoresearch.adapters.tracker import WandbTracker, tracker_for
+from autoresearch.services.campaign import CampaignController, create_campaign
+from autoresearch.settings import Settings
+from tests.test_campaign import ENV, ScoreRecipe
+
+
+def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_and_score(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
+        "WANDB_CONFIG_DIR": str(tmp_path / "config"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    campaign = create_campaign(
+        store, ENV, preset=None, strategy="evolve", trials=3, concurrency=1, seed=0, name="tracked", goal=""
+    )
+    tracker = tracker_for(campaign, Settings(data_dir=tmp_path, wandb_project="autoresearch-tests"))
+    assert isinstance(tracker, WandbTracker)
+    CampaignController(store, campaign, ENV, ScoreRecipe(), CatalogProposer(ENV), tracker).run()  # type: ignore[arg-type]
+
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 3
+    records = b"".join(run.read_bytes() for run in runs)
+    for trial in store.list_trials(campaign.id):
+        assert f"tracked-{trial.number}".encode() in records
+        assert store.get_idea(trial.idea_id).hypothesis.encode() in records
+    assert tracker_for(campaign, Settings(data_dir=tmp_path)) is None  # off unless a project is named
