@@ -11,7 +11,7 @@ from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.environment import Environment, find_environment
 from autoresearch.services.runner import TrialRunner, prepare_data
-from autoresearch.services.worker import execute_trial
+from autoresearch.services.worker import execute_trial, requeue_lost
 from autoresearch.settings import settings
 from workers.app import app
 
@@ -55,3 +55,17 @@ def run_trial(trial_id: int) -> None:
         environment_named=_environment,
         runner_for=_runner,
     )
+
+
+@app.task(name="autoresearch.requeue_lost")
+def requeue_lost_trials() -> None:
+    """Retry the trials whose worker stopped renewing its lease (run it every few seconds, e.g. by beat)."""
+    requeue_lost(_store(), lambda trial_id: run_trial.apply_async(args=[trial_id], queue=queue_of(trial_id)))
+
+
+def queue_of(trial_id: int) -> str:
+    """The queue a trial goes to: gpu when its preset asks for any GPU, else cpu."""
+    campaign = _store().get_campaign(_store().get_trial(trial_id).campaign_id)
+    env = _environment(campaign.environment)
+    _, preset = env.preset(campaign.preset)
+    return "gpu" if env.resources(preset).gpu > 0 else "cpu"

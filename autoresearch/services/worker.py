@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from autoresearch.domain.diffs import apply_diff
 from autoresearch.domain.model import Trial, TrialStatus
@@ -58,3 +59,28 @@ def execute_trial(
         done.set()
         beating.join()
     return store.finish_trial(trial.id, result, token=lease.token)
+
+
+def requeue_lost(
+    store: Store, enqueue: Callable[[int], None], *, max_tries: int = 3, now: datetime | None = None
+) -> list[Trial]:
+    """Expire the leases that ran out and queue a retry (a new trial) for each trial lost that way,
+    unless its idea has already been lost `max_tries` times: then the worker_lost label stays."""
+    retries = []
+    for lost in store.expire_leases(now):
+        tries, earlier = 1, lost.retry_of
+        while earlier is not None:
+            tries, earlier = tries + 1, store.get_trial(earlier).retry_of
+        if tries >= max_tries:
+            continue
+        retry = store.add_trial(
+            lost.campaign_id,
+            idea_id=lost.idea_id,
+            parent_id=lost.parent_id,
+            seed=lost.seed,
+            code_diff=lost.code_diff,
+            retry_of=lost.id,
+        )
+        enqueue(retry.id)
+        retries.append(retry)
+    return retries
