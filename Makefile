@@ -28,3 +28,4 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/dispatch.py  # needs the local PostgreSQL and Redis
