@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoresearch.domain.model import Direction
-from autoresearch.errors import ConfigError, NotFound
+from autoresearch.errors import ConfigError, NotFound, describe_invalid
 
 ENVIRONMENT_FILE = "environment.toml"
 Contract = TypeVar("Contract", bound=BaseModel)
@@ -154,13 +154,6 @@ class EnvironmentSpec(StrictModel):
         return self
 
 
-def _describe(error: Any) -> str:  # one pydantic error as `field.path: message (got value)`
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{where}: {error['msg']}{shown}"
-
-
 def read_contract(path: Path, model: type[Contract]) -> Contract:
     """Read and validate a TOML contract file; every problem becomes one ConfigError line."""
     try:
@@ -172,7 +165,7 @@ def read_contract(path: Path, model: type[Contract]) -> Contract:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+        raise ConfigError(f"{path}: " + "; ".join(describe_invalid(e) for e in exc.errors())) from exc
 
 
 @dataclass(frozen=True)

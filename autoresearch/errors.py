@@ -4,6 +4,11 @@ Every error a user can cause derives from `AutoresearchError` and carries a mess
 what to fix; the CLI prints it on one line, never as a traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 
 class AutoresearchError(Exception):
     """Base of every error this package raises on purpose."""
@@ -23,3 +28,12 @@ class StoreError(AutoresearchError):
 
 class PatchError(AutoresearchError):
     """A diff could not be parsed or applied."""
+
+
+def describe_invalid(error: Mapping[str, Any], where: str | None = None) -> str:
+    """One pydantic validation error as `where: message (got value)`; `where` defaults to the field's
+    dotted path. A whole table as the value is left out: the path already says which."""
+    where = where or ".".join(str(part) for part in error["loc"]) or "(top level)"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {error['msg']}{shown}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from autoresearch.errors import ConfigError
+from autoresearch.errors import ConfigError, describe_invalid
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -149,7 +149,7 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "AUTORESEARCH_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigError(f"{name}: {first['msg']} (got {first.get('input')!r})") from exc
+        raise ConfigError(describe_invalid(first, name)) from exc
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 from autoresearch.adapters.llm.base import parse_model_spec
 from autoresearch.domain.model import Role, Usage
 from autoresearch.environment import StrictModel
-from autoresearch.errors import ConfigError
+from autoresearch.errors import ConfigError, describe_invalid
 
 
 class Budget(StrictModel):
@@ -48,11 +48,7 @@ class AgentsConfig(StrictModel):
         try:
             return cls.model_validate(dict(stored))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(
-                f"campaign agents: {where}: {first['msg']} (got {first.get('input')!r})"
-            ) from exc
+            raise ConfigError(f"campaign agents: {describe_invalid(exc.errors()[0])}") from exc
 
     def with_budget(self, *, dollars: float | None, tokens: int | None) -> AgentsConfig:
         """The same config with the campaign's budget changed where a limit is given."""
@@ -61,9 +57,7 @@ class AgentsConfig(StrictModel):
             budget = Budget.model_validate(self.budget.model_dump() | changes)
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise ConfigError(
-                f"--max-{first['loc'][0]}: {first['msg']} (got {first.get('input')!r})"
-            ) from exc
+            raise ConfigError(describe_invalid(first, f"--max-{first['loc'][0]}")) from exc
         return self.model_copy(update={"budget": budget})
 
     def model_of(self, role: Role) -> str | None:
@@ -132,8 +126,8 @@ def agents_config(
         return AgentsConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
-        raise ConfigError(f"{where}: {first['msg']} (got {first.get('input')!r})") from exc
+        option = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
+        raise ConfigError(describe_invalid(first, option)) from exc
 
 
 def _role_budget(text: str) -> tuple[Role, dict[str, float]]:

@@ -17,6 +17,7 @@ from autoresearch.agents.prompts import load_prompt
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import IdeaOrigin, Role, Trial
 from autoresearch.environment import Environment
+from autoresearch.errors import describe_invalid
 from autoresearch.services.proposer import Proposal, ProposerStopped
 
 FORMAT_RETRIES = 2  # re-asks after an answer that is not the JSON asked for
@@ -46,9 +47,7 @@ def parse_ideas(text: str, surfaces: list[str]) -> list[IdeaDraft]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg']}") from exc
+        raise ValueError(describe_invalid(exc.errors()[0])) from exc
     for draft in batch.ideas:
         if surfaces and draft.surface and draft.surface not in surfaces:
             raise ValueError(f"surface {draft.surface!r} is not one of {', '.join(surfaces)}")

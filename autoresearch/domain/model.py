@@ -142,9 +142,14 @@ class Idea:
         """A short label: the key and the hypothesis up to its first colon or full stop."""
         if self.origin is IdeaOrigin.BASELINE:
             return "baseline"
-        head = re.split(r"[:.](?:\s|$)", self.hypothesis.strip(), maxsplit=1)[0]
-        head = head if len(head) <= 72 else head[:71] + "…"
+        head = headline(self.hypothesis)
         return f"{self.key}: {head}" if self.key and self.origin is IdeaOrigin.CATALOG else head
+
+
+def headline(hypothesis: str) -> str:
+    """A hypothesis up to its first colon or full stop, at most 72 characters."""
+    head = re.split(r"[:.](?:\s|$)", hypothesis.strip(), maxsplit=1)[0]
+    return head if len(head) <= 72 else head[:71] + "…"
 
 
 @dataclass(frozen=True)

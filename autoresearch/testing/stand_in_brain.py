@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from autoresearch.adapters.catalog import MutationEntry, Technique, load_catalog
 from autoresearch.domain.diffs import apply_diff, make_diff
+from autoresearch.domain.model import headline
 from autoresearch.environment import Environment
 from autoresearch.errors import PatchError
 from autoresearch.testing.llm_server import Reply, StandInCall
@@ -63,7 +64,8 @@ class CatalogBrain:
                 "expected_effect": "lower metric",
             }
             for t in self.techniques
-            if surface in (None, t.surface) and _title(t.hypothesis) not in prompt
+            if surface in (None, t.surface)
+            and headline(t.hypothesis) not in prompt  # how the lineage names it
         ]
         ideas += [
             {
@@ -135,11 +137,6 @@ class CatalogBrain:
         if "label" in outcome:
             verdict = " The change itself failed: fix that before building on it."
         return f"The trial {outcome}.{relation}{verdict}"
-
-
-def _title(hypothesis: str) -> str:
-    """What the lineage sections of a prompt call an idea: its text up to the first colon or full stop."""
-    return re.split(r"[:.](?:\s|$)", hypothesis, maxsplit=1)[0]
 
 
 def _code_in(prompt: str) -> dict[str, str]:
