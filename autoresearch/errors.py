@@ -26,6 +26,10 @@ class StoreError(AutoresearchError):
     """The database could not be reached or is not at the expected schema."""
 
 
+class Conflict(AutoresearchError):
+    """Someone else already did it: the idea has its trial, the campaign has its controller."""
+
+
 class PatchError(AutoresearchError):
     """A diff could not be parsed or applied."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from autoresearch.domain.model import (
     TrialStatus,
     Usage,
 )
-from autoresearch.errors import ConfigError, NotFound, StoreError
+from autoresearch.errors import ConfigError, Conflict, NotFound, StoreError
 from autoresearch.services.store import Store
 
 
@@ -236,11 +237,12 @@ def test_concurrent_claims_have_one_winner(store: Store) -> None:
 
 def test_concurrent_new_trials_get_distinct_numbers(store: Store) -> None:
     campaign = make_campaign(store)
-    idea = store.add_idea(campaign.id, hypothesis="x", origin=IdeaOrigin.USER)
+    ideas = [store.add_idea(campaign.id, hypothesis=f"x{n}", origin=IdeaOrigin.USER) for n in range(30)]
 
-    def add_five(_: int) -> list[int]:
+    def add_five(batch: int) -> list[int]:
         return [
-            store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=0).number for _ in range(5)
+            store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=0).number
+            for idea in ideas[batch * 5 : batch * 5 + 5]
         ]
 
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -595,3 +597,62 @@ def test_a_result_under_a_stale_fencing_token_is_refused(store: Store) -> None:
     assert store.finish_trial(trial.id, TrialResult.scored(2.0), token=lease.token - 1) is None
     finished = store.finish_trial(trial.id, TrialResult.scored(3.0), token=lease.token)
     assert finished is not None and finished.score == 3.0
+
+
+def test_an_idea_is_implemented_once_but_retried_any_number_of_times(store: Store) -> None:
+    campaign = make_campaign(store)
+    first = make_trial(store, campaign.id)
+    assert store.first_trial_of(first.idea_id) == first
+    with pytest.raises(Conflict, match="already has its trial"):
+        store.add_trial(campaign.id, idea_id=first.idea_id, parent_id=None, seed=7)
+    retries = [
+        store.add_trial(campaign.id, idea_id=first.idea_id, parent_id=None, seed=7, retry_of=first.id)
+        for _ in range(2)
+    ]
+    assert [r.retry_of for r in retries] == [first.id, first.id]
+    assert store.first_trial_of(first.idea_id) == first
+    lone = store.add_idea(campaign.id, hypothesis="not yet implemented", origin=IdeaOrigin.USER)
+    assert store.first_trial_of(lone.id) is None
+
+
+def test_one_controller_holds_a_campaign_until_its_lease_expires_or_is_released(store: Store) -> None:
+    campaign = make_campaign(store)
+    token = store.claim_campaign(campaign.id, controller="a:1", lease_s=30)
+    assert token is not None
+    assert store.get_campaign(campaign.id).controller == "a:1"
+    assert store.claim_campaign(campaign.id, controller="b:2", lease_s=30) is None
+    assert store.renew_campaign(campaign.id, token, 30)
+    store.release_campaign(campaign.id, token)
+    assert store.get_campaign(campaign.id).controller == ""
+    taken = store.claim_campaign(campaign.id, controller="b:2", lease_s=0.05)
+    assert taken is not None and taken > token
+    assert not store.renew_campaign(campaign.id, token, 30)  # the old holder lost it
+    time.sleep(0.1)
+    retaken = store.claim_campaign(campaign.id, controller="c:3", lease_s=30)  # b's lease ran out
+    assert retaken is not None and retaken > taken
+    with pytest.raises(NotFound):
+        store.claim_campaign(999, controller="a:1", lease_s=30)
+
+
+def test_expiring_leases_in_one_campaign_leaves_the_others(store: Store) -> None:
+    mine, other = make_campaign(store), make_campaign(store, name="other")
+    trials = [make_trial(store, mine.id), make_trial(store, other.id)]
+    for trial in trials:
+        assert store.claim_trial(trial.id, worker="w", lease_s=1) is not None
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    assert [t.id for t in store.expire_leases(later, campaign_id=mine.id)] == [trials[0].id]
+    assert store.get_trial(trials[1].id).status is TrialStatus.RUNNING
+
+
+def test_workers_register_beat_and_leave(store: Store) -> None:
+    store.register_worker("gpu-1:10", queues=["gpu"], capacity={"slots": 8, "gpus": [{"index": "0"}]})
+    store.register_worker("cpu-1:11", queues=["cpu", "implement"], capacity={"slots": 1})
+    [cpu, gpu] = store.list_workers()
+    assert (cpu.name, cpu.queues, gpu.capacity["slots"]) == ("cpu-1:11", ("cpu", "implement"), 8)
+    time.sleep(0.01)
+    store.worker_heartbeat("gpu-1:10")
+    assert store.list_workers()[1].heartbeat_at > gpu.heartbeat_at
+    store.register_worker("gpu-1:10", queues=["gpu"], capacity={"slots": 4})  # restarted, fewer slots
+    assert store.list_workers()[1].capacity == {"slots": 4}
+    store.forget_worker("cpu-1:11")
+    assert [w.name for w in store.list_workers()] == ["gpu-1:10"]

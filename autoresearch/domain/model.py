@@ -121,6 +121,8 @@ class Campaign:
     status: CampaignStatus
     created_at: datetime
     agents: Mapping[str, Any] = field(default_factory=dict)  # LLM models, budgets (agents.AgentsConfig)
+    distributed: bool = False  # driven by `autoresearch controller`, its trials run on workers
+    controller: str = ""  # who holds the controller lease ("host:pid"), if anyone does
 
 
 @dataclass(frozen=True)
@@ -285,3 +287,14 @@ class Lease:
     worker: str
     token: int  # fencing token: a result recorded with an older token is refused
     expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker process as it registered: the queues it takes and what it can run at once."""
+
+    name: str  # host:pid
+    queues: tuple[str, ...]
+    capacity: Mapping[str, Any]  # {"slots": n, "gpus": [{"index": "0", "memory_mb": ...}], "slots_per_gpu": k}
+    started_at: datetime
+    heartbeat_at: datetime

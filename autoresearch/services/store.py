@@ -25,6 +25,7 @@ from autoresearch.domain.model import (
     TrialResult,
     TrialStatus,
     Usage,
+    WorkerInfo,
 )
 
 
@@ -43,6 +44,7 @@ class Store(ABC):
         concurrency: int,
         seed: int,
         agents: Mapping[str, Any] | None = None,
+        distributed: bool = False,
     ) -> Campaign:
         """Raises ConfigError when the name is taken."""
 
@@ -67,6 +69,19 @@ class Store(ABC):
         agents: Mapping[str, Any] | None = None,
     ) -> Campaign:
         """Change what is given (agents: the whole agents config, e.g. with a larger LLM budget)."""
+
+    @abstractmethod
+    def claim_campaign(self, campaign_id: int, *, controller: str, lease_s: float) -> int | None:
+        """Become the campaign's one controller for `lease_s` seconds: the lease's token, or None while
+        another controller's lease is alive."""
+
+    @abstractmethod
+    def renew_campaign(self, campaign_id: int, token: int, lease_s: float) -> bool:
+        """The controller's heartbeat; False when the lease was lost (it expired and was taken)."""
+
+    @abstractmethod
+    def release_campaign(self, campaign_id: int, token: int) -> None:
+        """Give the lease up at once, so another controller need not wait for it to expire."""
 
     # ideas -----------------------------------------------------------------------------------
     @abstractmethod
@@ -104,7 +119,12 @@ class Store(ABC):
         code_diff: str = "",
         retry_of: int | None = None,
     ) -> Trial:
-        """A new PENDING trial numbered next in its campaign (the baseline is number 0)."""
+        """A new PENDING trial numbered next in its campaign (the baseline is number 0). An idea has one
+        first trial (retry_of None): a second raises Conflict."""
+
+    @abstractmethod
+    def first_trial_of(self, idea_id: int) -> Trial | None:
+        """The trial an idea was implemented as (not a retry); None while it has none."""
 
     @abstractmethod
     def claim_trial(self, trial_id: int, *, worker: str = "", lease_s: float | None = None) -> Lease | None:
@@ -116,8 +136,9 @@ class Store(ABC):
         """A heartbeat: extend the lease; False when the trial is no longer running under `token`."""
 
     @abstractmethod
-    def expire_leases(self, now: datetime | None = None) -> list[Trial]:
-        """Move every running trial whose lease ran out to INTERRUPTED (worker_lost), in every campaign."""
+    def expire_leases(self, now: datetime | None = None, *, campaign_id: int | None = None) -> list[Trial]:
+        """Move every running trial whose lease ran out to INTERRUPTED (worker_lost), in the campaign or,
+        by default, in every campaign."""
 
     @abstractmethod
     def finish_trial(self, trial_id: int, result: TrialResult, *, token: int | None = None) -> Trial | None:
@@ -205,6 +226,22 @@ class Store(ABC):
     @abstractmethod
     def llm_usage(self, campaign_id: int) -> dict[Role, Usage]:
         """What each role has spent in the campaign so far (roles that made no call are absent)."""
+
+    # workers ---------------------------------------------------------------------------------
+    @abstractmethod
+    def register_worker(self, name: str, *, queues: Sequence[str], capacity: Mapping[str, Any]) -> None:
+        """Announce a worker (again, after a restart under the same name)."""
+
+    @abstractmethod
+    def worker_heartbeat(self, name: str) -> None: ...
+
+    @abstractmethod
+    def forget_worker(self, name: str) -> None:
+        """A worker that shut down cleanly."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """By name."""
 
     @abstractmethod
     def close(self) -> None: ...

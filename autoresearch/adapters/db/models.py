@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +84,11 @@ class CampaignRow(Base):
     status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     agents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    distributed: Mapped[bool] = mapped_column(Boolean, default=False)  # driven by `autoresearch controller`
+    # The controller driving it, under a lease like a trial's: one controller per campaign.
+    controller: Mapped[str] = mapped_column(String, default="")
+    controller_token: Mapped[int] = mapped_column(Integer, default=0)
+    controller_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class IdeaRow(Base):
@@ -108,6 +114,14 @@ class TrialRow(Base):
         UniqueConstraint("campaign_id", "number"),  # also the index for lookups by number
         Index("ix_trials_campaign_id_status", "campaign_id", "status"),
         Index("ix_trials_status_lease_expires_at", "status", "lease_expires_at"),  # the expiry sweep
+        # An idea is implemented once: a second implementer (a redelivered task) cannot add its trial.
+        Index(
+            "uq_trials_idea_id_first",
+            "idea_id",
+            unique=True,
+            sqlite_where=text("retry_of IS NULL"),
+            postgresql_where=text("retry_of IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -175,3 +189,15 @@ class LLMCallRow(Base):
     idea_id: Mapped[int | None] = mapped_column(ForeignKey("ideas.id"), index=True)
     trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WorkerRow(Base):
+    """A worker process: the queues it takes, what it can run at once, and when it was last alive."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    capacity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

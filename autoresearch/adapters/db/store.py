@@ -31,6 +31,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -42,7 +43,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 
 from autoresearch.adapters.db import migrate
-from autoresearch.adapters.db.models import CampaignRow, IdeaRow, LLMCallRow, PatchRow, TrialRow, utc_now
+from autoresearch.adapters.db.models import (
+    CampaignRow,
+    IdeaRow,
+    LLMCallRow,
+    PatchRow,
+    TrialRow,
+    WorkerRow,
+    utc_now,
+)
 from autoresearch.domain.model import (
     Campaign,
     CampaignStatus,
@@ -57,9 +66,10 @@ from autoresearch.domain.model import (
     TrialResult,
     TrialStatus,
     Usage,
+    WorkerInfo,
     allowed_sources,
 )
-from autoresearch.errors import ConfigError, NotFound, StoreError
+from autoresearch.errors import ConfigError, Conflict, NotFound, StoreError
 from autoresearch.services.store import Store
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -97,12 +107,27 @@ _UPDATE_CAMPAIGN = (
 _LOCK_CAMPAIGN = (
     select(CampaignRow.id).where(CampaignRow.id == bindparam("campaign_id")).with_for_update(key_share=True)
 )
+_CLAIM_CAMPAIGN = (
+    update(CampaignRow)
+    .where(
+        CampaignRow.id == bindparam("campaign_id"),
+        or_(CampaignRow.controller_expires_at.is_(None), CampaignRow.controller_expires_at < bindparam("now")),
+    )
+    .values(controller_token=CampaignRow.controller_token + 1)
+    .returning(CampaignRow.controller_token)
+)
+_RENEW_CAMPAIGN = update(CampaignRow).where(
+    CampaignRow.id == bindparam("campaign_id"), CampaignRow.controller_token == bindparam("token")
+)
 
 _IDEA_BY_ID = select(IdeaRow).where(IdeaRow.id == bindparam("idea_id"))
 _INSERT_IDEA = insert(IdeaRow).returning(IdeaRow)
 _IDEAS_BY_ID = select(IdeaRow).where(IdeaRow.campaign_id == bindparam("campaign_id")).order_by(IdeaRow.id)
 
 _TRIAL_BY_ID = select(TrialRow).where(TrialRow.id == bindparam("trial_id"))
+_FIRST_TRIAL_OF_IDEA = select(TrialRow).where(
+    TrialRow.idea_id == bindparam("idea_id"), TrialRow.retry_of.is_(None)
+)
 _TRIAL_BY_NUMBER = select(TrialRow).where(
     TrialRow.campaign_id == bindparam("campaign_id"), TrialRow.number == bindparam("number")
 )
@@ -143,6 +168,7 @@ _EXPIRE = (
     .where(TrialRow.status == TrialStatus.RUNNING, TrialRow.lease_expires_at < bindparam("now"))
     .returning(TrialRow)
 )
+_EXPIRE_IN_CAMPAIGN = _EXPIRE.where(TrialRow.campaign_id == bindparam("in_campaign"))
 _INTERRUPT = (
     update(TrialRow)
     .where(
@@ -158,6 +184,10 @@ _INSERT_PATCH = insert(PatchRow).returning(PatchRow)
 _PATCHES_BY_ATTEMPT = (
     select(PatchRow).where(PatchRow.trial_id == bindparam("trial_id")).order_by(PatchRow.attempt, PatchRow.id)
 )
+
+_WORKER_BY_NAME = select(WorkerRow).where(WorkerRow.name == bindparam("worker_name"))
+_UPDATE_WORKER = update(WorkerRow).where(WorkerRow.name == bindparam("worker_name"))
+_WORKERS_BY_NAME = select(WorkerRow).order_by(WorkerRow.name)
 
 _INSERT_LLM_CALL = insert(LLMCallRow).returning(LLMCallRow)
 _LLM_CALL_BY_ID = select(LLMCallRow).where(LLMCallRow.id == bindparam("call_id"))
@@ -205,6 +235,8 @@ def _campaign(row: Row[Any]) -> Campaign:
         status=CampaignStatus(row.status),
         created_at=row.created_at,
         agents=dict(row.agents or {}),
+        distributed=row.distributed,
+        controller=row.controller if row.controller_expires_at is not None else "",
     )
 
 
@@ -415,6 +447,7 @@ class SqlStore(Store):
         concurrency: int,
         seed: int,
         agents: Mapping[str, Any] | None = None,
+        distributed: bool = False,
     ) -> Campaign:
         values = {
             "name": name,
@@ -427,6 +460,9 @@ class SqlStore(Store):
             "seed": seed,
             "status": CampaignStatus.RUNNING,
             "agents": dict(agents or {}),
+            "distributed": distributed,
+            "controller": "",
+            "controller_token": 0,
         }
         try:
             with self._transaction() as connection:
@@ -473,6 +509,34 @@ class SqlStore(Store):
         if not changes:
             return self.get_campaign(campaign_id)
         return self._update_campaign(campaign_id, changes)
+
+    def claim_campaign(self, campaign_id: int, *, controller: str, lease_s: float) -> int | None:
+        now = utc_now()
+        changes = {
+            "campaign_id": campaign_id,
+            "now": now,
+            "controller": controller,
+            "controller_expires_at": now + timedelta(seconds=lease_s),
+        }
+        with self._transaction() as connection:
+            token = connection.execute(_CLAIM_CAMPAIGN, changes).scalar_one_or_none()
+            if token is None:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+            return token
+
+    def renew_campaign(self, campaign_id: int, token: int, lease_s: float) -> bool:
+        changes = {
+            "campaign_id": campaign_id,
+            "token": token,
+            "controller_expires_at": utc_now() + timedelta(seconds=lease_s),
+        }
+        with self._transaction() as connection:
+            return connection.execute(_RENEW_CAMPAIGN, changes).rowcount == 1
+
+    def release_campaign(self, campaign_id: int, token: int) -> None:
+        changes = {"campaign_id": campaign_id, "token": token, "controller": "", "controller_expires_at": None}
+        with self._transaction() as connection:
+            connection.execute(_RENEW_CAMPAIGN, changes)
 
     def _update_campaign(self, campaign_id: int, changes: dict[str, Any]) -> Campaign:
         with self._transaction() as connection:
@@ -559,6 +623,8 @@ class SqlStore(Store):
                 return _trial(connection.execute(_INSERT_TRIAL, values).one())
         except IntegrityError as exc:
             self._explain_missing_references(campaign_id, idea_id, parent_id, retry_of)
+            if retry_of is None and self.first_trial_of(idea_id) is not None:
+                raise Conflict(f"idea {idea_id} already has its trial") from exc
             reason = _first_line(exc.orig or exc)
             raise StoreError(f"cannot add a trial to campaign {campaign_id}: {reason}") from exc
 
@@ -573,6 +639,11 @@ class SqlStore(Store):
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": parent_id}, "parent trial")
             if retry_of is not None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": retry_of}, "trial to retry")
+
+    def first_trial_of(self, idea_id: int) -> Trial | None:
+        with self._transaction() as connection:
+            row = connection.execute(_FIRST_TRIAL_OF_IDEA, {"idea_id": idea_id}).one_or_none()
+        return _trial(row) if row is not None else None
 
     def claim_trial(self, trial_id: int, *, worker: str = "", lease_s: float | None = None) -> Lease | None:
         now = utc_now()
@@ -599,16 +670,19 @@ class SqlStore(Store):
         with self._transaction() as connection:
             return connection.execute(_RENEW, changes).rowcount == 1
 
-    def expire_leases(self, now: datetime | None = None) -> list[Trial]:
-        changes = {
+    def expire_leases(self, now: datetime | None = None, *, campaign_id: int | None = None) -> list[Trial]:
+        changes: dict[str, Any] = {
             "now": now or utc_now(),
             "status": TrialStatus.INTERRUPTED,
             "label": FailureLabel.WORKER_LOST,
             "reason": "its worker stopped renewing the lease (the worker died or lost the database)",
             "finished_at": utc_now(),
         }
+        statement = _EXPIRE
+        if campaign_id is not None:
+            statement, changes["in_campaign"] = _EXPIRE_IN_CAMPAIGN, campaign_id
         with self._transaction() as connection:
-            return sorted((_trial(row) for row in connection.execute(_EXPIRE, changes)), key=lambda t: t.id)
+            return sorted((_trial(row) for row in connection.execute(statement, changes)), key=lambda t: t.id)
 
     def finish_trial(self, trial_id: int, result: TrialResult, *, token: int | None = None) -> Trial | None:
         changes = {
@@ -799,6 +873,41 @@ class SqlStore(Store):
                 Role(role): Usage(int(calls), int(i), int(o), int(c), float(d or 0.0), int(unpriced))
                 for role, calls, i, o, c, d, unpriced in rows
             }
+
+    # workers ---------------------------------------------------------------------------------
+    def register_worker(self, name: str, *, queues: Sequence[str], capacity: Mapping[str, Any]) -> None:
+        values = {
+            "queues": list(queues),
+            "capacity": dict(capacity),
+            "started_at": utc_now(),
+            "heartbeat_at": utc_now(),
+        }
+        with self._transaction() as connection:
+            if connection.execute(_WORKER_BY_NAME, {"worker_name": name}).one_or_none() is None:
+                connection.execute(insert(WorkerRow), {"name": name, **values})
+            else:
+                connection.execute(_UPDATE_WORKER, {"worker_name": name, **values})
+
+    def worker_heartbeat(self, name: str) -> None:
+        with self._transaction() as connection:
+            connection.execute(_UPDATE_WORKER, {"worker_name": name, "heartbeat_at": utc_now()})
+
+    def forget_worker(self, name: str) -> None:
+        with self._transaction() as connection:
+            connection.execute(delete(WorkerRow).where(WorkerRow.name == name))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._transaction() as connection:
+            return [
+                WorkerInfo(
+                    name=row.name,
+                    queues=tuple(row.queues),
+                    capacity=dict(row.capacity),
+                    started_at=row.started_at,
+                    heartbeat_at=row.heartbeat_at,
+                )
+                for row in connection.execute(_WORKERS_BY_NAME)
+            ]
 
     def close(self) -> None:
         self.engine.dispose()
