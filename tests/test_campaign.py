@@ -111,18 +111,12 @@ def test_trials_needing_a_quarter_gpu_run_four_at_a_time_on_a_four_slot_gpu(stor
         goal="",
     )
     runner = CountsGpuSharers()
-    controller = CampaignController(
-        store,
-        campaign,
-        ENV,
-        runner,
-        CatalogProposer(ENV),
-        gpus=GpuPool(["0"], slots_per_gpu=4),  # type: ignore[arg-type]
-    )
+    gpus = GpuPool(["0"], slots_per_gpu=4)
+    controller = CampaignController(store, campaign, ENV, runner, CatalogProposer(ENV), gpus=gpus)  # type: ignore[arg-type]
     controller.run()
     assert runner.most == 4  # concurrency 8 asked for more: the GPU had room for four
     assert set(runner.devices) == {("0",)}
-    assert all(free == 4 for free in controller.gpus.free.values())  # type: ignore[union-attr]
+    assert all(free == 4 for free in gpus.free.values())
 
 
 def test_a_preset_needing_more_gpus_than_the_machine_has_is_refused(store: SqlStore) -> None:

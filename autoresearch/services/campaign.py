@@ -12,14 +12,14 @@ import os
 import random
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from autoresearch.domain.diffs import apply_diff, make_diff
+from autoresearch.domain.diffs import apply_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import (
     Campaign,
@@ -28,20 +28,21 @@ from autoresearch.domain.model import (
     Idea,
     IdeaOrigin,
     Trial,
-    TrialResult,
     TrialStatus,
 )
-from autoresearch.domain.placement import GpuPool, Placement
+from autoresearch.domain.placement import GpuPool
 from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
 from autoresearch.environment import Environment
 from autoresearch.errors import ConfigError
+from autoresearch.services.execution import Execution, LocalExecution
 from autoresearch.services.implementer import DiffImplementer, Implementer
 from autoresearch.services.proposer import Proposal, Proposer, ProposerStopped
-from autoresearch.services.runner import TrialJob, TrialRunner
+from autoresearch.services.runner import TrialRunner
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
 COUNTED = (TrialStatus.SUCCEEDED, TrialStatus.FAILED)  # interrupted trials do not use up the budget
+MAX_TRIES = 3  # runs of one trial whose worker keeps dying, before its worker_lost label stays
 _PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
 _DUPLICATES_IN_A_ROW = 16  # near-duplicate ideas in a row before concluding the same
 
@@ -163,14 +164,17 @@ def campaign_lock(settings: Settings, campaign: Campaign) -> Iterator[None]:
 
 
 class CampaignController:
-    """Drives one campaign to its trial budget; `run` is also how a stopped campaign resumes."""
+    """Drives one campaign to its trial budget; `run` is also how a stopped campaign resumes.
+
+    Where ideas are implemented and trials run is the `execution`'s business: this process by
+    default, the cluster's workers under `autoresearch controller`."""
 
     def __init__(
         self,
         store: Store,
         campaign: Campaign,
         env: Environment,
-        runner: TrialRunner,
+        runner: TrialRunner | None,
         proposer: Proposer,
         observer: CampaignObserver | None = None,
         *,
@@ -178,94 +182,78 @@ class CampaignController:
         novelty: NoveltyGate | None = None,
         analyst: Analyst | None = None,
         gpus: GpuPool | None = None,
+        execution: Execution | None = None,
     ) -> None:
         self.store = store
         self.campaign = campaign
         self.env = env
-        self.runner = runner
         self.proposer = proposer
         self.observer: CampaignObserver = observer or SilentObserver()
         self.strategy: Strategy = STRATEGIES[campaign.strategy]()
         self.baseline_code = env.read_editable()
-        self.implementer = implementer or DiffImplementer(env, self.baseline_code)
         self.novelty = novelty
         self.analyst = analyst
         self.proposer_stopped = ""
-        _, preset = env.preset(campaign.preset)
-        self.gpu_need = env.resources(preset).gpu
-        self.gpus = gpus if self.gpu_need > 0 else None  # a CPU preset takes no GPU room
-        if self.gpus is not None and not self.gpus.fits_ever(self.gpu_need):
-            raise ConfigError(
-                f"preset {campaign.preset!r} needs {self.gpu_need:g} GPUs; this machine offers {len(self.gpus.free)}"
+        self.exhausted = False  # the proposer had nothing left for any parent
+        if execution is None:
+            if runner is None:
+                raise ValueError("a campaign run in this process needs a runner")
+            _, preset = env.preset(campaign.preset)
+            gpu_need = env.resources(preset).gpu
+            if gpus is not None and gpu_need > 0 and not gpus.fits_ever(gpu_need):
+                raise ConfigError(
+                    f"preset {campaign.preset!r} needs {gpu_need:g} GPUs; this machine offers {len(gpus.free)}"
+                )
+            execution = LocalExecution(
+                store,
+                runner,
+                implementer or DiffImplementer(env, self.baseline_code),
+                self.baseline_code,
+                concurrency=campaign.concurrency,
+                seed=campaign.seed,
+                gpus=gpus,
+                gpu_need=gpu_need,
             )
+        self.execution = execution
         self.code_of = lru_cache(maxsize=256)(self._code_of)
-        self.broken = ""  # why the runner itself failed: then no new trial starts
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, cancel: threading.Event | None = None) -> CampaignOutcome:
+        """Keep `concurrency` trials running and, on the cluster, `run_ahead` more implemented and
+        waiting, until the budget is spent, the proposer has nothing left, or `cancel` is set."""
         cancel = cancel or threading.Event()
-        store, campaign = self.store, self.campaign
-        for lost in store.interrupt_unfinished(
-            campaign.id,
-            FailureLabel.WORKER_LOST,
-            "the process running the campaign stopped before it finished",
-        ):
-            self.observer.note(
-                f"trial {lost.number} was in flight when the campaign last stopped: it runs again"
-            )
-        store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
-        self._load()
-        exhausted = False
-        in_flight: dict[Future[TrialResult], tuple[Trial, Placement | None]] = {}
-        with ThreadPoolExecutor(max_workers=campaign.concurrency, thread_name_prefix="trial") as pool:
+        store, campaign, execution = self.store, self.campaign, self.execution
+        try:
+            in_flight = execution.recover(campaign.id)
+            store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+            self._load()
+            running: dict[Future[Trial], Trial] = {}
+            implementing: dict[Future[Trial], Idea] = {}
+            for trial in in_flight:
+                running[execution.watch(trial)] = trial
+                self.observer.trial_started(trial, self.lineage.idea_of(trial))
             while True:
-                while (
-                    not (cancel.is_set() or exhausted or self.broken or self.proposer_stopped)
-                    and self._open_slots(len(in_flight)) > 0
+                while self._start_run(running, cancel) or self._start_implementation(
+                    running, implementing, cancel
                 ):
-                    placement = self.gpus.try_place(self.gpu_need) if self.gpus is not None else None
-                    if self.gpus is not None and placement is None:
-                        break  # no room on the GPUs: wait for a trial to finish
-                    try:
-                        trial = self._next_trial()
-                    except ProposerStopped as exc:
-                        self.proposer_stopped = str(exc)
-                        self.observer.note(f"no more new ideas: {exc}")
-                        trial = None
-                    if trial is None or trial.status is not TrialStatus.PENDING:
-                        exhausted = exhausted or (trial is None and not self.proposer_stopped)
-                        self._release(placement)
-                        continue
-                    if not store.claim_trial(trial.id):  # moved by someone else: take the store's word
-                        self.lineage.add(store.get_trial(trial.id))
-                        self._release(placement)
-                        continue
-                    trial = replace(trial, status=TrialStatus.RUNNING)
-                    self.lineage.add(trial)
-                    self.observer.trial_started(trial, self.lineage.idea_of(trial))
-                    devices = placement.devices if placement is not None else None
-                    job = TrialJob(
-                        campaign.id,
-                        trial.id,
-                        trial.number,
-                        trial.seed,
-                        self.code_of(trial.id),
-                        devices=devices,
-                    )
-                    in_flight[pool.submit(self.runner.run, job, cancel)] = (trial, placement)
-                if not in_flight:
+                    pass
+                if not (running or implementing) or (cancel.is_set() and execution.detached):
                     break
-                done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                done, _ = wait([*running, *implementing], timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
-                    trial, placement = in_flight.pop(future)
-                    self._release(placement)
-                    self._record(trial, self._result_of(future))
+                    if future in implementing:
+                        implementing.pop(future)
+                        self._implemented(future.result())
+                    else:
+                        running.pop(future)
+                        self._finished(future.result(), retry=not cancel.is_set())
+        finally:
+            execution.close()
         stopped = cancel.is_set()
-        status = CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED
-        store.set_campaign_status(campaign.id, status)
-        if self.broken:
-            self.observer.note(f"stopped starting trials: {self.broken}; fix it, then resume")
-        if exhausted and not stopped:
+        store.set_campaign_status(campaign.id, CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED)
+        if execution.broken:
+            self.observer.note(f"stopped starting trials: {execution.broken}; fix it, then resume")
+        if self.exhausted and not stopped:
             self.observer.note(
                 "the proposer has no untried idea left for any good parent: the campaign ends early"
             )
@@ -273,11 +261,59 @@ class CampaignController:
         return CampaignOutcome(
             campaign=store.get_campaign(campaign.id),
             stopped_by_user=stopped,
-            exhausted=exhausted,
+            exhausted=self.exhausted,
             proposer_stopped=self.proposer_stopped,
             best=self.lineage.trials[best_id[0]] if best_id else None,
             baseline=self.lineage.trials.get(self.baseline_id),
         )
+
+    def _start_run(self, running: dict[Future[Trial], Trial], cancel: threading.Event) -> bool:
+        if cancel.is_set() or self.execution.broken or not self.ready:
+            return False
+        if len(running) >= self.campaign.concurrency:
+            return False
+        trial = self.ready[0]
+        future = self.execution.try_run(trial, self.code_of(trial.id), cancel)
+        if future is None:
+            return False  # no room on the GPUs: wait for a trial to finish
+        self.ready.pop(0)
+        running[future] = trial
+        if not future.done():  # one that is done was moved by someone else: its result is read next
+            trial = replace(trial, status=TrialStatus.RUNNING)
+            self.lineage.add(trial)
+            self.observer.trial_started(trial, self.lineage.idea_of(trial))
+        return True
+
+    def _start_implementation(
+        self,
+        running: dict[Future[Trial], Trial],
+        implementing: dict[Future[Trial], Idea],
+        cancel: threading.Event,
+    ) -> bool:
+        """Implement one more idea when fewer are ready than the open run slots (plus the run-ahead)."""
+        if cancel.is_set() or self.execution.broken or self.exhausted or self.proposer_stopped:
+            return False
+        planned = len(running) + len(self.ready) + len(implementing)
+        if self.counted + planned >= self.campaign.trial_budget:
+            return False
+        open_slots = max(self.campaign.concurrency - len(running), 0)
+        if len(self.ready) + len(implementing) >= open_slots + self.execution.run_ahead:
+            return False
+        if self.retries:
+            self.ready.append(self._retry(self.retries.pop(0)))
+            return True
+        try:
+            chosen = self._next_idea()
+            if chosen is None:
+                self.exhausted = True
+                return False
+            idea, proposal, parent = chosen
+            implementing[self.execution.implement(idea, proposal, parent, self.code_of(parent.id))] = idea
+        except ProposerStopped as exc:  # an LLM budget is spent: the idea stays unimplemented on record
+            self.proposer_stopped = str(exc)
+            self.observer.note(f"no more new ideas: {exc}")
+            return False
+        return True
 
     def _load(self) -> None:
         trials = self.store.list_trials(self.campaign.id)
@@ -290,6 +326,7 @@ class CampaignController:
             if idea.id not in with_trials and idea.duplicate_of is None and idea.parent_trial_ids
         ]
         self.retries = [t for t in trials if t.status is TrialStatus.INTERRUPTED and t.id not in retried]
+        self.ready = [t for t in trials if t.status is TrialStatus.PENDING]  # implemented, not yet running
         self.counted = sum(t.status in COUNTED for t in trials)
         baseline = next((t for t in trials if t.number == 0), None) or self._add_baseline()
         self.baseline_id = baseline.id
@@ -299,13 +336,6 @@ class CampaignController:
                 self.population.add(t.id, t.score)
         if self.novelty is not None:
             self.novelty.load([i for i in self.lineage.ideas.values() if i.origin is not IdeaOrigin.BASELINE])
-
-    def _release(self, placement: Placement | None) -> None:
-        if self.gpus is not None and placement is not None:
-            self.gpus.release(placement)
-
-    def _open_slots(self, running: int) -> int:
-        return min(self.campaign.concurrency - running, self.campaign.trial_budget - self.counted - running)
 
     def _add_baseline(self) -> Trial:
         idea = self.store.add_idea(
@@ -319,31 +349,31 @@ class CampaignController:
             self.campaign.id, idea_id=idea.id, parent_id=None, seed=self.campaign.seed
         )
         self.lineage.add(trial)
+        self.ready.append(trial)
         return trial
 
-    def _next_trial(self) -> Trial | None:
-        """A retry of an interrupted trial, else a new idea implemented on a chosen parent."""
-        if self.retries:
-            lost = self.retries.pop(0)
-            trial = self.store.add_trial(
-                self.campaign.id,
-                idea_id=lost.idea_id,
-                parent_id=lost.parent_id,
-                seed=lost.seed,
-                code_diff=lost.code_diff,
-                retry_of=lost.id,
-            )
-            self.lineage.add(trial)
-            if lost.id == self.baseline_id:
-                self.baseline_id = self.population.baseline_id = trial.id
-            return trial
-        baseline = self.lineage.trials[self.baseline_id]
-        if baseline.status is TrialStatus.PENDING:
-            return baseline
-        if self.unimplemented:  # ideas whose implementation was cut short (a kill, a spent budget)
+    def _retry(self, lost: Trial) -> Trial:
+        """A new trial of an interrupted one: same idea, parent, seed and code."""
+        trial = self.store.add_trial(
+            self.campaign.id,
+            idea_id=lost.idea_id,
+            parent_id=lost.parent_id,
+            seed=lost.seed,
+            code_diff=lost.code_diff,
+            retry_of=lost.id,
+        )
+        self.lineage.add(trial)
+        if lost.id == self.baseline_id:
+            self.baseline_id = self.population.baseline_id = trial.id
+        return trial
+
+    def _next_idea(self) -> tuple[Idea, Proposal, Trial] | None:
+        """An idea whose implementation was cut short (a kill, a spent budget), else a new idea on a
+        parent the strategy chooses; None when the proposer has nothing left for any parent."""
+        if self.unimplemented:
             idea = self.unimplemented.pop(0)
-            return self._implement(self.lineage.trials[idea.parent_trial_ids[0]], _proposal_of(idea), idea)
-        rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}")
+            return idea, _proposal_of(idea), self.lineage.trials[idea.parent_trial_ids[0]]
+        rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}:{len(self.lineage.ideas)}")
         surface = self._next_surface()
         parents_tried = duplicates = 0
         while parents_tried < _PARENT_TRIES and duplicates < _DUPLICATES_IN_A_ROW:
@@ -352,7 +382,7 @@ class CampaignController:
             if proposal is None:
                 parents_tried += 1
             elif not self._dropped_as_duplicate(parent, proposal):
-                return self._implement(parent, proposal)
+                return self._add_idea(parent, proposal), proposal, parent
             else:
                 duplicates += 1
         return None
@@ -400,46 +430,27 @@ class CampaignController:
             self.novelty.add(idea)
         return idea
 
-    def _implement(self, parent: Trial, proposal: Proposal, idea: Idea | None = None) -> Trial:
-        idea = idea or self._add_idea(parent, proposal)
-        impl = self.implementer.implement(idea, proposal, parent, self.code_of(parent.id))
-        code_diff = make_diff(self.baseline_code, impl.code) if impl.code is not None else ""
-        trial = self.store.add_trial(
-            self.campaign.id,
-            idea_id=idea.id,
-            parent_id=parent.id,
-            seed=self.campaign.seed,
-            code_diff=code_diff,
-        )
-        for number, attempt in enumerate(impl.attempts, 1):
-            self.store.add_patch(
-                trial.id,
-                attempt=number,
-                diff=attempt.diff,
-                applied=attempt.applied,
-                error=attempt.error,
-                files=attempt.files,
-                llm_call_id=attempt.llm_call_id,
-            )
+    def _implemented(self, trial: Trial) -> None:
+        """An idea's trial exists: it waits for a run slot, or it is finished already (its patch failed)."""
         self.lineage.add(trial)
-        failure = impl.failure
-        if failure is not None:
-            label = failure.label or FailureLabel.PATCH_FAILED
-            tries = f" after {len(impl.attempts)} attempts" if len(impl.attempts) > 1 else ""
-            self._record(trial, TrialResult.failed(label, f"{failure.error}{tries}"))
-            return self.lineage.trials[trial.id]
-        return trial
+        if trial.status is TrialStatus.PENDING:
+            self.ready.append(trial)
+        else:
+            self._finished(trial, retry=False)
 
-    def _record(self, trial: Trial, result: TrialResult) -> None:
-        finished = self.store.finish_trial(trial.id, result)
-        if finished is None:
-            self.observer.note(f"trial {trial.number} already had a result; this one was not recorded")
-            finished = self.store.get_trial(trial.id)
+    def _finished(self, finished: Trial, *, retry: bool) -> None:
+        """A trial's record is final: score it, tell the observers, ask the analyst; a trial whose worker
+        died is tried again (at most MAX_TRIES times in all) unless the campaign is stopping."""
         self.lineage.add(finished)
         if finished.is_scored and finished.score is not None:
             self.population.add(finished.id, finished.score)
         self.counted += finished.status in COUNTED
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
+        if finished.label is FailureLabel.WORKER_LOST and retry and not self.execution.broken:
+            if self._tries(finished) < MAX_TRIES:
+                self.retries.append(finished)
+            else:
+                self.observer.note(f"trial {finished.number} lost its worker {MAX_TRIES} times: not retried")
         ran = finished.duration_s is not None  # a patch that never ran has nothing for the analyst to read
         if (
             self.analyst is not None
@@ -452,14 +463,11 @@ class CampaignController:
                 self.store.set_trial_analysis(finished.id, note)
                 self.lineage.add(replace(finished, analysis=note))
 
-    def _result_of(self, future: Future[TrialResult]) -> TrialResult:
-        """A runner that raised is our fault, not the candidate's: the trial is `worker_lost`, and since the
-        next trial would fail the same way, the campaign stops starting new ones."""
-        try:
-            return future.result()
-        except Exception as exc:
-            self.broken = f"the runner failed: {type(exc).__name__}: {exc}"
-            return TrialResult.failed(FailureLabel.WORKER_LOST, self.broken)
+    def _tries(self, trial: Trial) -> int:
+        tries = 1
+        while trial.retry_of is not None:
+            tries, trial = tries + 1, self.lineage.trials[trial.retry_of]
+        return tries
 
     def _code_of(self, trial_id: int) -> Mapping[str, str]:
         diff = self.lineage.trials[trial_id].code_diff
