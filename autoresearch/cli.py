@@ -6,7 +6,9 @@ line and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import random
 import signal
 import sys
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,11 +37,19 @@ from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
 from autoresearch.domain.lineage import Lineage
-from autoresearch.domain.model import Campaign, Direction, Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    Direction,
+    Idea,
+    IdeaOrigin,
+    Trial,
+    TrialStatus,
+)
 from autoresearch.domain.placement import GpuPool
 from autoresearch.domain.strategies import STRATEGIES
 from autoresearch.environment import Environment, discover, find_environment, load_environment
-from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.errors import AutoresearchError, ConfigError, StoreError
 from autoresearch.services import reports
 from autoresearch.services.campaign import (
     CampaignController,
@@ -472,6 +483,13 @@ def run(
             help="A role's own limit, e.g. implementer:dollars=2 or proposer:tokens=200000; repeatable."
         ),
     ] = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="Submit the campaign to the cluster (`autoresearch controller` and workers on the same "
+            "database and broker) and follow it; Ctrl-C stops following, not the campaign."
+        ),
+    ] = False,
 ) -> None:
     """Start a campaign: propose, implement, run and score trials until the budget is spent."""
     settings = load_settings()
@@ -490,6 +508,8 @@ def run(
     )
     if agents is not None:
         check_clients(agents, settings)
+    if distributed and gpus is not None:
+        raise ConfigError("--gpus places trials on this machine; on the cluster, each GPU worker has its own")
     pool = _gpu_pool(gpus, slots_per_gpu)
     proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
     with _store(settings) as store:
@@ -504,13 +524,72 @@ def run(
             name=name,
             goal=goal,
             agents=agents.model_dump(mode="json") if agents else None,
+            distributed=distributed,
         )
         who = f"ideas by {agents.proposer}" if agents else "ideas from the catalog"
         console.print(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
-            f"{trials} trials, {concurrency} at a time, {who}"
+            f"{trials} trials, {concurrency} at a time, {who}" + (", on the cluster" if distributed else "")
         )
-        _drive(settings, store, campaign, env, proposer, pool)
+        if distributed:
+            _follow(store, campaign, env)
+        else:
+            _drive(settings, store, campaign, env, proposer, pool)
+
+
+_NO_CONTROLLER_AFTER_S = 20.0
+
+
+def _follow(store: Store, campaign: Campaign, env: Environment, poll_s: float = 1.0) -> None:
+    """Show a distributed campaign as its controller drives it, until it ends or Ctrl-C."""
+    seen: dict[int, TrialStatus] = {}
+    warned, since = False, time.monotonic()
+    try:
+        with LiveView(campaign, env, store) as live:
+            seen = {t.id: t.status for t in store.list_trials(campaign.id)}
+            while True:
+                current = store.get_campaign(campaign.id)
+                ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
+                for trial in store.list_trials(campaign.id):
+                    if seen.get(trial.id) is trial.status:
+                        continue
+                    seen[trial.id] = trial.status
+                    if trial.status is TrialStatus.RUNNING:
+                        live.trial_started(trial, ideas[trial.idea_id])
+                    elif trial.status.is_terminal:
+                        live.trial_finished(trial, ideas[trial.idea_id])
+                if current.status is not CampaignStatus.RUNNING:
+                    break
+                if not (warned or current.controller) and time.monotonic() - since > _NO_CONTROLLER_AFTER_S:
+                    warned = True
+                    live.note(
+                        "no controller has taken the campaign yet: is `autoresearch controller` running?"
+                    )
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped following; the campaign carries on. Follow again: [b]autoresearch resume {campaign.name}[/]"
+        )
+        return
+    _print_outcome(store, _outcome_of(store, store.get_campaign(campaign.id), env), env)
+
+
+def _outcome_of(store: Store, campaign: Campaign, env: Environment) -> CampaignOutcome:
+    """A finished distributed campaign's outcome, read back from the store."""
+    trials = store.list_trials(campaign.id)
+    scored = [t for t in trials if t.is_scored and t.score is not None]
+    direction = env.spec.metric.direction
+    best = min(scored, key=lambda t: direction.sort_key(t.score or 0.0), default=None)
+    first = next((t for t in trials if t.number == 0), None)  # the baseline, or its last retry
+    baseline = [t for t in trials if t.idea_id == first.idea_id][-1] if first is not None else None
+    return CampaignOutcome(
+        campaign=campaign,
+        stopped_by_user=campaign.status is CampaignStatus.STOPPED,
+        exhausted=False,
+        proposer_stopped="",
+        best=best,
+        baseline=baseline,
+    )
 
 
 @app.command()
@@ -541,7 +620,11 @@ def resume(
             agents=agents.model_dump(mode="json") if agents else None,
         )
         env = find_environment(campaign.environment, settings.environment_search_path)
-        _drive(settings, store, campaign, env, gpus=_gpu_pool(gpus, slots_per_gpu))
+        if campaign.distributed:  # its controller takes it up again; this only follows
+            store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+            _follow(store, campaign, env)
+        else:
+            _drive(settings, store, campaign, env, gpus=_gpu_pool(gpus, slots_per_gpu))
 
 
 def _default_goal(env: Environment) -> str:
@@ -608,19 +691,116 @@ def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues to take tasks from: implement, cpu, gpu.")
     ] = "cpu",
+    gpus: GpusOpt = None,
+    slots_per_gpu: SlotsOpt = 1,
     name: Annotated[str | None, typer.Option(help="Worker name (default: QUEUES@HOST).")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run a Celery worker that executes queued trials (the distributed deployment, in progress)."""
+    """Run a worker: implement queued ideas, or run queued trials. With --gpus it runs as many trials at
+    once as the GPUs have slots, each placed on a GPU with room for it."""
+    from workers import tasks
     from workers.app import QUEUES, make_app  # Celery loads only for this command
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(QUEUES))
     if not chosen or unknown:
         raise ConfigError(f"--queues {queues!r}: choose from {', '.join(QUEUES)}")
-    argv = ["worker", "--queues", ",".join(chosen), "--pool", "solo", "--loglevel", loglevel]
+    pool = _gpu_pool(gpus, slots_per_gpu)
+    if pool is not None and "gpu" not in chosen:
+        raise ConfigError("--gpus places trials from the gpu queue: add gpu to --queues")
+    tasks.GPUS = pool
+    slots = pool.slots_per_gpu * len(pool.free) if pool is not None else 1
+    argv = ["worker", "--queues", ",".join(chosen), "--loglevel", loglevel]
+    argv += ["--pool", "threads", "--concurrency", str(slots)] if slots > 1 else ["--pool", "solo"]
     argv += ["--hostname", name or f"{'+'.join(chosen)}@%h", "--without-mingle", "--without-gossip"]
-    make_app().worker_main(argv)
+    capacity: dict[str, Any] = {"slots": slots}
+    if pool is not None:
+        capacity |= {"gpus": list(pool.free), "slots_per_gpu": pool.slots_per_gpu}
+    settings = load_settings()
+    with (
+        _store(settings) as store,
+        _registered(store, tasks.worker_name(), chosen, capacity, settings.lease_s),
+    ):
+        make_app().worker_main(argv)
+
+
+@contextmanager
+def _registered(
+    store: Store, name: str, queues: list[str], capacity: dict[str, Any], lease_s: float
+) -> Iterator[None]:
+    """The worker on record with a heartbeat while it runs (`autoresearch workers` lists them)."""
+    store.register_worker(name, queues=queues, capacity=capacity)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                store.worker_heartbeat(name)
+            except StoreError as exc:
+                errors.print(f"[yellow]warning:[/] heartbeat of {name} failed: {exc}")
+
+    beating = threading.Thread(target=beat, name="worker-heartbeat", daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beating.join()
+        store.forget_worker(name)
+
+
+@app.command("workers")
+def list_workers(as_json: JsonOpt = False) -> None:
+    """List the workers on record: their queues, capacity and last heartbeat."""
+    settings = load_settings()
+    with _store(settings) as store:
+        found = store.list_workers()
+    if as_json:
+        _print_json([dataclasses.asdict(w) for w in found])
+        return
+    if not found:
+        console.print("no workers on record; start one with `autoresearch worker --queues cpu`")
+        return
+    table = Table("name", "queues", "slots", "GPUs", "last heartbeat")
+    for w in found:
+        gpus = ",".join(w.capacity.get("gpus", [])) or "-"
+        table.add_row(w.name, ",".join(w.queues), str(w.capacity.get("slots", 1)), gpus, _ago(w.heartbeat_at))
+    console.print(table)
+
+
+def _ago(moment: datetime) -> str:
+    return f"{(datetime.now(UTC) - moment).total_seconds():.0f} s ago"
+
+
+@app.command()
+def controller(
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Drive every running distributed campaign (`run --distributed`): propose, queue implementations
+    and trials for the workers, record what comes back. Run one or more; each campaign has one."""
+    from workers.controller import ControllerService  # Celery loads only for this command
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _store(settings) as store:
+            ControllerService(store, settings).serve(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the REST API (migrating the database first)."""
+    from autoresearch.api.app import serve  # FastAPI loads only for this command
+
+    serve(host, port, load_settings())
 
 
 # -- browsing -----------------------------------------------------------------------------------

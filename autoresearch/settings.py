@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         default=60.0, gt=0, description="How long a worker's claim on a trial lasts without a heartbeat."
     )
+    reconcile_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often a controller queues again what the broker lost (a Redis restart).",
+    )
     visibility_timeout_s: float = Field(
         default=6 * 3600.0,
         gt=0,

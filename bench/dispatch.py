@@ -103,12 +103,16 @@ def main() -> None:
                 name=None,
                 goal="",
             )
-            idea = store.add_idea(campaign.id, hypothesis="the recipe as shipped", origin=IdeaOrigin.BASELINE)
 
             def new_trials(n: int) -> list[Trial]:
-                return [
-                    store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=0) for _ in range(n)
+                """n trials of the baseline recipe, each its own idea (an idea is implemented once)."""
+                ideas = [
+                    store.add_idea(
+                        campaign.id, hypothesis="the recipe as shipped", origin=IdeaOrigin.BASELINE
+                    )
+                    for _ in range(n)
                 ]
+                return [store.add_trial(campaign.id, idea_id=i.id, parent_id=None, seed=0) for i in ideas]
 
             for i in range(args.workers):
                 workers.append(

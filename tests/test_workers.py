@@ -1,15 +1,16 @@
-"""Trials run by workers: leases, heartbeats and fenced results, then a real Celery worker process
-on the real Redis recording into the real PostgreSQL."""
+"""The cluster: leases, heartbeats and fenced results; then real Celery worker processes and a real
+controller on the real Redis, recording into the real PostgreSQL, with bundles in a loopback S3."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,17 +20,26 @@ import redis
 from autoresearch.adapters.artifacts import S3Artifacts, bundle_key, read_bundle
 from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.adapters.sandbox import make_sandbox
-from autoresearch.domain.diffs import make_diff
-from autoresearch.domain.model import FailureLabel, IdeaOrigin, Trial, TrialResult, TrialStatus
+from autoresearch.domain.model import (
+    Campaign,
+    CampaignStatus,
+    FailureLabel,
+    IdeaOrigin,
+    Trial,
+    TrialResult,
+    TrialStatus,
+)
+from autoresearch.environment import find_environment
 from autoresearch.services.campaign import create_campaign
 from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
 from autoresearch.services.store import Store
-from autoresearch.services.worker import execute_trial, requeue_lost
+from autoresearch.services.worker import execute_trial
 from autoresearch.settings import Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
 from tests.test_campaign import ENV
 
 TEST_BROKER = "redis://127.0.0.1:6379/15"
+SLOW_ENVIRONMENTS = Path()  # where the cluster fixture put tiny_slow
 
 
 def pending_trial(store: Store, code_diff: str = "") -> Trial:
@@ -111,46 +121,75 @@ def broker() -> str:
     return TEST_BROKER
 
 
+def slow_tiny(root: Path, seconds: float) -> Path:
+    """A copy of the tiny environment, named tiny_slow, whose training takes `seconds`."""
+    env_dir = root / "tiny_slow"
+    shutil.copytree(ENVIRONMENTS_DIR / "tiny", env_dir)
+    toml = env_dir / "environment.toml"
+    toml.write_text(toml.read_text().replace('name = "tiny"', 'name = "tiny_slow"', 1))
+    train = env_dir / "train.py"
+    train.write_text(f"import time\ntime.sleep({seconds})\n" + train.read_text())
+    return root
+
+
 class Cluster:
-    """Worker processes as a user starts them (`autoresearch worker`), on the real Redis and PostgreSQL."""
+    """Processes as a user starts them (`autoresearch worker`, `autoresearch controller`), on the real
+    Redis and PostgreSQL."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
         from workers.app import make_app  # the broker URL comes from the environment, set before this
 
         self.app = make_app()
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        log = self.logs / f"worker-{len(self.workers)}.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "autoresearch", "worker", "--queues", "cpu"],
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.logs / f"{args[0]}-{len(self.processes)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "autoresearch", *args],
             env=self.env,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.workers.append(worker)
-        return worker
+        self.processes.append(process)
+        return process
 
-    def queue(self, trial_id: int) -> None:
-        self.app.send_task("autoresearch.run_trial", args=[trial_id], queue="cpu")
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        return self.start("worker", *(args or ("--queues", "cpu")))
+
+    def queue(self, trial_id: int, queue: str = "cpu") -> None:
+        self.app.send_task("autoresearch.run_trial", args=[trial_id], queue=queue)
+
+    def logs_text(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(self.logs.glob("*.log")))
 
     def wait_for(
         self, store: Store, trial_id: int, until: tuple[TrialStatus, ...], seconds: float = 90
     ) -> Trial:
         deadline = time.monotonic() + seconds
         while (current := store.get_trial(trial_id)).status not in until:
-            logs = "\n".join(p.read_text() for p in sorted(self.logs.glob("worker-*.log")))
-            assert time.monotonic() < deadline, f"trial {trial_id} stayed {current.status}\n{logs}"
+            assert time.monotonic() < deadline, (
+                f"trial {trial_id} stayed {current.status}\n{self.logs_text()}"
+            )
             time.sleep(0.1)
         return current
 
+    def wait_until(self, done: Callable[[], bool], seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline, f"{what} did not happen\n{self.logs_text()}"
+            time.sleep(0.2)
+
     def stop(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.terminate()
-                worker.wait(timeout=30)
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -158,14 +197,18 @@ def cluster(
     postgres_url: str, broker: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cluster]:
     monkeypatch.setenv("AUTORESEARCH_BROKER_URL", broker)
+    environments = slow_tiny(tmp_path / "environments", seconds=4)
+    monkeypatch.setattr(sys.modules[__name__], "SLOW_ENVIRONMENTS", environments)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")} | {
         "AUTORESEARCH_DATABASE_URL": postgres_url,
         "AUTORESEARCH_BROKER_URL": broker,
         "AUTORESEARCH_DATA_DIR": str(tmp_path / "worker"),
-        "AUTORESEARCH_ENVIRONMENTS_PATH": str(ENVIRONMENTS_DIR),
+        "AUTORESEARCH_ENVIRONMENTS_PATH": f"{ENVIRONMENTS_DIR}:{environments}",
         "AUTORESEARCH_ARTIFACTS_URL": "s3://trials/cluster",
         "AUTORESEARCH_S3_ENDPOINT_URL": s3_endpoint,
         "AUTORESEARCH_LEASE_S": "1",
+        "AUTORESEARCH_RECONCILE_S": "2",
+        "COLUMNS": "200",
     }
     running = Cluster(env, tmp_path)
     try:
@@ -190,41 +233,133 @@ def test_a_celery_worker_process_runs_a_queued_trial_into_postgres_and_s3(
     assert read_bundle(bundle) == ENV.read_editable()
 
 
-@pytest.mark.timeout(120)
+def distributed_campaign(
+    store: Store, env_name: str, trials: int, concurrency: int, preset: str | None = None
+) -> Campaign:
+    env = find_environment(env_name, [ENVIRONMENTS_DIR, SLOW_ENVIRONMENTS])
+    return create_campaign(
+        store,
+        env,
+        preset=preset,
+        strategy="evolve",
+        trials=trials,
+        concurrency=concurrency,
+        seed=0,
+        name=None,
+        goal="",
+        distributed=True,
+    )
+
+
+@pytest.mark.timeout(180)
 def test_a_trial_whose_worker_is_killed_runs_again_elsewhere_and_is_recorded_once(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    store = open_store(postgres_url)
+    # The baseline of tiny_slow sleeps 4 s: long enough to kill its worker mid-trial.
+    campaign = distributed_campaign(store, "tiny_slow", trials=1, concurrency=1)
+    first = cluster.start_worker()
+    cluster.start("controller")
+    cluster.wait_until(
+        lambda: any(t.status is TrialStatus.RUNNING for t in store.list_trials(campaign.id)),
+        60,
+        "the baseline starting",
+    )
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and everything it started
+    first.wait()
+    second = cluster.start_worker()
+    cluster.wait_until(
+        lambda: store.get_campaign(campaign.id).status is CampaignStatus.FINISHED,
+        90,
+        "the campaign finishing",
+    )
+    lost, done = store.list_trials(campaign.id)
+    store.close()
+    assert lost.label is FailureLabel.WORKER_LOST and lost.worker.endswith(f":{first.pid}")
+    assert done.status is TrialStatus.SUCCEEDED and done.retry_of == lost.id  # recorded once
+    assert done.worker.endswith(f":{second.pid}")
+
+
+@pytest.mark.timeout(240)
+def test_a_trial_the_broker_lost_is_queued_again_by_the_controller(
     cluster: Cluster, postgres_url: str
 ) -> None:
     store = open_store(postgres_url)
-    baseline = ENV.read_editable()
-    slow = {**baseline, "train.py": "import time\ntime.sleep(6)\n" + baseline["train.py"]}
-    trial = pending_trial(store, code_diff=make_diff(baseline, slow))
-    first = cluster.start_worker()
-    cluster.queue(trial.id)
-    cluster.wait_for(store, trial.id, (TrialStatus.RUNNING,))
-    os.killpg(first.pid, signal.SIGKILL)  # the worker and everything it started
-    first.wait()
-    time.sleep(1.5)  # past the 1 s lease: no heartbeat renewed it
-    second = cluster.start_worker()
-    [retry] = requeue_lost(store, cluster.queue)
-    done = cluster.wait_for(store, retry.id, (TrialStatus.SUCCEEDED, TrialStatus.FAILED))
-    lost = store.get_trial(trial.id)
-    statuses = [t.status for t in store.list_trials(trial.campaign_id)]
+    campaign = distributed_campaign(store, "tiny", trials=3, concurrency=1)
+    cluster.start("controller")
+    queued = redis.Redis.from_url(TEST_BROKER)
+    cluster.wait_until(lambda: queued.llen("cpu") > 0, 60, "the baseline queued")
+    queued.flushdb()  # Redis restarted without its data: the queue forgot the baseline
+    cluster.start_worker("--queues", "cpu,implement")
+    cluster.wait_until(
+        lambda: store.get_campaign(campaign.id).status is CampaignStatus.FINISHED,
+        120,
+        "the campaign finishing",
+    )
+    trials = store.list_trials(campaign.id)
     store.close()
-    assert lost.label is FailureLabel.WORKER_LOST and lost.worker.endswith(f":{first.pid}")
-    assert done.status is TrialStatus.SUCCEEDED and done.retry_of == trial.id
-    assert done.worker.endswith(f":{second.pid}")
-    assert statuses == [TrialStatus.INTERRUPTED, TrialStatus.SUCCEEDED]  # recorded once
+    assert [t.status for t in trials] == [TrialStatus.SUCCEEDED] * 3  # each run once, none lost
+    assert "was in no queue: queued again" in cluster.logs_text()
 
 
-def test_an_idea_lost_too_often_keeps_its_worker_lost_label(store: SqlStore) -> None:
-    trial = pending_trial(store)
-    queued: list[int] = []
-    for _ in range(3):
-        assert store.claim_trial(trial.id, worker="flaky", lease_s=1) is not None
-        later = datetime.now(UTC) + timedelta(seconds=5)
-        retries = requeue_lost(store, queued.append, max_tries=3, now=later)
-        if not retries:
-            break
-        trial = retries[0]
-    assert len(queued) == 2  # three tries in all, then the label stays
-    assert store.get_trial(trial.id).label is FailureLabel.WORKER_LOST
+@pytest.mark.timeout(180)
+def test_a_gpu_worker_runs_four_quarter_gpu_trials_at_once_and_a_whole_gpu_trial_alone(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    store = open_store(postgres_url)
+    quarter = distributed_campaign(store, "tiny_slow", trials=4, concurrency=4, preset="quarter_gpu")
+    whole = distributed_campaign(store, "tiny_slow", trials=1, concurrency=1, preset="whole_gpu")
+    small = [pending_trial_in(store, quarter) for _ in range(4)]
+    large = pending_trial_in(store, whole)
+    cluster.start_worker("--queues", "gpu", "--gpus", "0", "--slots-per-gpu", "4")
+    for trial in [*small, large]:
+        cluster.queue(trial.id, queue="gpu")
+    finished = [cluster.wait_for(store, t.id, (TrialStatus.SUCCEEDED,), 120) for t in [*small, large]]
+    [worker] = store.list_workers()
+    store.close()
+    quarters, alone = finished[:4], finished[4]
+    starts = [t.started_at for t in quarters if t.started_at]
+    ends = [t.finished_at for t in quarters if t.finished_at]
+    assert max(starts) < min(ends)  # all four ran at one moment, on the one GPU
+    assert alone.started_at is not None and alone.started_at >= max(ends)  # it waited for the GPU
+    assert worker.capacity == {"slots": 4, "gpus": ["0"], "slots_per_gpu": 4}
+
+
+def pending_trial_in(store: Store, campaign: Campaign) -> Trial:
+    idea = store.add_idea(campaign.id, hypothesis="the recipe as shipped", origin=IdeaOrigin.BASELINE)
+    return store.add_trial(campaign.id, idea_id=idea.id, parent_id=None, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_nanogpt_campaign_runs_across_an_implement_worker_and_two_trial_workers(
+    cluster: Cluster, postgres_url: str, s3_endpoint: str
+) -> None:
+    cluster.env["AUTORESEARCH_LEASE_S"] = "30"  # CPU-bound trainings on two cores: heartbeats may lag
+    implementer = cluster.start_worker("--queues", "implement")
+    trial_workers = [cluster.start_worker("--queues", "cpu") for _ in range(2)]
+    cluster.start("controller")
+    run = ("run", "nanogpt", "--preset", "smoke", "--trials", "6", "--concurrency", "2", "--name", "spread")
+    cli = subprocess.run(
+        [sys.executable, "-m", "autoresearch", *run, "--distributed"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert cli.returncode == 0, f"{cli.stdout}\n{cli.stderr}\n{cluster.logs_text()}"
+    store = open_store(postgres_url)
+    campaign = store.get_campaign("spread")
+    trials = store.list_trials(campaign.id)
+    patched = [store.list_patches(t.id) for t in trials if t.number > 0]
+    store.close()
+    assert campaign.status is CampaignStatus.FINISHED
+    assert "best (trial" in cli.stdout or "no trial beat" in cli.stdout
+    assert len(trials) == 6 and all(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials)
+    assert all(attempts for attempts in patched)  # every idea was implemented, on the implement worker
+    ran_on = {t.worker.rsplit(":", 1)[1] for t in trials if t.worker}
+    assert ran_on == {str(w.pid) for w in trial_workers} and str(implementer.pid) not in ran_on
+    artifacts = S3Artifacts("trials", "cluster", s3_endpoint)
+    for trial in trials:
+        if trial.status is TrialStatus.SUCCEEDED:
+            assert read_bundle(artifacts.get(bundle_key(trial.code_hash))) is not None

@@ -49,6 +49,8 @@ class Sandbox:
         if self.bwrap is None:
             return argv
         cmd = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        # A fresh /dev has no GPUs: bind NVIDIA's device nodes back so CUDA trials see their GPUs.
+        cmd += [a for p in sorted(Path("/dev").glob("nvidia*")) for a in ("--dev-bind", str(p), str(p))]
         # Order matters: later mounts cover earlier ones.
         cmd += [a for p in self.host_paths if p.exists() for a in ("--ro-bind", str(p), str(p))]
         cmd += [a for p in mounts.hidden if p.exists() for a in ("--tmpfs", str(p))]

@@ -295,6 +295,6 @@ class WorkerInfo:
 
     name: str  # host:pid
     queues: tuple[str, ...]
-    capacity: Mapping[str, Any]  # {"slots": n, "gpus": [{"index": "0", "memory_mb": ...}], "slots_per_gpu": k}
+    capacity: Mapping[str, Any]  # {"slots": n} and, on a GPU worker, {"gpus": ["0"], "slots_per_gpu": k}
     started_at: datetime
     heartbeat_at: datetime

@@ -27,7 +27,7 @@ class GpuPool:
             raise ValueError("a GPU pool needs at least one device and one slot per device")
         self.slots_per_gpu = slots_per_gpu
         self.free = dict.fromkeys(devices, slots_per_gpu)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def fits_ever(self, need: float) -> bool:
         """Whether a trial needing `need` GPUs could run here at all, with nothing else placed."""
@@ -35,7 +35,7 @@ class GpuPool:
 
     def try_place(self, need: float) -> Placement | None:
         """Take room for a trial now, or None when it has to wait for a running one to finish."""
-        with self._lock:
+        with self._lock:  # re-entrant: `place` calls this while holding it
             if need > 1:
                 whole = [d for d, free in self.free.items() if free == self.slots_per_gpu][: math.ceil(need)]
                 if len(whole) < math.ceil(need):
@@ -51,7 +51,17 @@ class GpuPool:
                 self.free[device] -= placement.slots
             return placement
 
+    def place(self, need: float) -> Placement:
+        """Wait until there is room for the trial, then take it. The trial must fit here at all."""
+        if not self.fits_ever(need):
+            raise ValueError(f"a trial needing {need:g} GPUs never fits on {len(self.free)}")
+        with self._lock:
+            while (placement := self.try_place(need)) is None:
+                self._lock.wait()
+            return placement
+
     def release(self, placement: Placement) -> None:
         with self._lock:
             for device in placement.devices:
                 self.free[device] += placement.slots
+            self._lock.notify_all()

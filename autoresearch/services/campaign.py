@@ -36,7 +36,7 @@ from autoresearch.environment import Environment
 from autoresearch.errors import ConfigError
 from autoresearch.services.execution import Execution, LocalExecution
 from autoresearch.services.implementer import DiffImplementer, Implementer
-from autoresearch.services.proposer import Proposal, Proposer, ProposerStopped
+from autoresearch.services.proposer import Proposal, Proposer, ProposerStopped, proposal_of
 from autoresearch.services.runner import TrialRunner
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
@@ -120,6 +120,7 @@ def create_campaign(
     name: str | None,
     goal: str,
     agents: Mapping[str, Any] | None = None,
+    distributed: bool = False,
 ) -> Campaign:
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -139,6 +140,7 @@ def create_campaign(
         concurrency=concurrency,
         seed=seed,
         agents=agents,
+        distributed=distributed,
     )
 
 
@@ -243,14 +245,20 @@ class CampaignController:
                 for future in done:
                     if future in implementing:
                         implementing.pop(future)
-                        self._implemented(future.result())
+                        try:
+                            self._implemented(future.result())
+                        except ProposerStopped as exc:
+                            self._stop_proposing(exc)
                     else:
                         running.pop(future)
                         self._finished(future.result(), retry=not cancel.is_set())
         finally:
             execution.close()
         stopped = cancel.is_set()
-        store.set_campaign_status(campaign.id, CampaignStatus.STOPPED if stopped else CampaignStatus.FINISHED)
+        if not stopped:
+            store.set_campaign_status(campaign.id, CampaignStatus.FINISHED)
+        elif not execution.detached:  # on the cluster, stopping one controller leaves the campaign running
+            store.set_campaign_status(campaign.id, CampaignStatus.STOPPED)
         if execution.broken:
             self.observer.note(f"stopped starting trials: {execution.broken}; fix it, then resume")
         if self.exhausted and not stopped:
@@ -310,10 +318,14 @@ class CampaignController:
             idea, proposal, parent = chosen
             implementing[self.execution.implement(idea, proposal, parent, self.code_of(parent.id))] = idea
         except ProposerStopped as exc:  # an LLM budget is spent: the idea stays unimplemented on record
-            self.proposer_stopped = str(exc)
-            self.observer.note(f"no more new ideas: {exc}")
+            self._stop_proposing(exc)
             return False
         return True
+
+    def _stop_proposing(self, why: ProposerStopped) -> None:
+        if not self.proposer_stopped:
+            self.proposer_stopped = str(why)
+            self.observer.note(f"no more new ideas: {why}")
 
     def _load(self) -> None:
         trials = self.store.list_trials(self.campaign.id)
@@ -372,7 +384,7 @@ class CampaignController:
         parent the strategy chooses; None when the proposer has nothing left for any parent."""
         if self.unimplemented:
             idea = self.unimplemented.pop(0)
-            return idea, _proposal_of(idea), self.lineage.trials[idea.parent_trial_ids[0]]
+            return idea, proposal_of(idea), self.lineage.trials[idea.parent_trial_ids[0]]
         rng = random.Random(f"{self.campaign.seed}:{len(self.lineage.trials)}:{len(self.lineage.ideas)}")
         surface = self._next_surface()
         parents_tried = duplicates = 0
@@ -472,17 +484,3 @@ class CampaignController:
     def _code_of(self, trial_id: int) -> Mapping[str, str]:
         diff = self.lineage.trials[trial_id].code_diff
         return apply_diff(self.baseline_code, diff) if diff else self.baseline_code
-
-
-def _proposal_of(idea: Idea) -> Proposal:
-    """The proposal an idea on record came from, to implement it again."""
-    return Proposal(
-        idea.hypothesis,
-        idea.origin,
-        idea.diff,
-        idea.surface,
-        idea.key,
-        against_baseline=idea.origin in (IdeaOrigin.CATALOG, IdeaOrigin.USER),
-        rationale=idea.rationale,
-        llm_call_id=idea.llm_call_id,
-    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -20,7 +20,7 @@ from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, Idea, Trial, TrialResult, TrialStatus
 from autoresearch.domain.placement import GpuPool, Placement
 from autoresearch.services.implementer import Implementer
-from autoresearch.services.proposer import Proposal
+from autoresearch.services.proposer import Proposal, ProposerStopped
 from autoresearch.services.runner import TrialJob, TrialRunner
 from autoresearch.services.store import Store
 
@@ -39,7 +39,8 @@ class Execution(Protocol):
     def implement(
         self, idea: Idea, proposal: Proposal, parent: Trial, parent_code: Mapping[str, str]
     ) -> Future[Trial]:
-        """The idea's trial: PENDING, or already finished when the patch failed."""
+        """The idea's trial: PENDING, or already finished when the patch failed. Raises (or the future
+        does) ProposerStopped when an LLM budget stops the implementer."""
 
     def try_run(self, trial: Trial, code: Mapping[str, str], cancel: threading.Event) -> Future[Trial] | None:
         """Start a pending trial; the future is its finished record. None when there is no room now."""
@@ -204,6 +205,7 @@ class ClusterExecution:
         run_ahead: int,
         poll_s: float = 0.5,
         reconcile_s: float = 30.0,
+        why_not_implement: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -211,6 +213,7 @@ class ClusterExecution:
         self.run_ahead = run_ahead
         self.poll_s = poll_s
         self.reconcile_s = reconcile_s
+        self.why_not_implement = why_not_implement  # e.g. the implementer's LLM budget is spent
         self.lock = threading.Lock()
         self.trials: dict[int, _Watched] = {}
         self.ideas: dict[int, _Watched] = {}
@@ -224,6 +227,9 @@ class ClusterExecution:
     def implement(
         self, idea: Idea, proposal: Proposal, parent: Trial, parent_code: Mapping[str, str]
     ) -> Future[Trial]:
+        why = self.why_not_implement()
+        if why is not None:
+            raise ProposerStopped(why)
         future: Future[Trial] = Future()
         with self.lock:
             self.ideas[idea.id] = _Watched(future, time.monotonic())
@@ -298,10 +304,18 @@ class ClusterExecution:
             with self.lock:
                 candidates = [iid for iid, w in self.ideas.items() if w.queued_at < settled]
             for idea_id in candidates:
-                if idea_id not in queued and self.store.first_trial_of(idea_id) is None:
-                    log.warning("idea %s was in no queue: queued again", idea_id)
-                    self._requeued(self.ideas, idea_id)
-                    self.dispatcher.implement(idea_id)
+                if idea_id in queued or self.store.first_trial_of(idea_id) is not None:
+                    continue
+                why = self.why_not_implement()
+                if why is not None:  # the worker gave up on it: it stays unimplemented on record
+                    with self.lock:
+                        entry = self.ideas.pop(idea_id, None)
+                    if entry is not None:
+                        entry.future.set_exception(ProposerStopped(why))
+                    continue
+                log.warning("idea %s was in no queue: queued again", idea_id)
+                self._requeued(self.ideas, idea_id)
+                self.dispatcher.implement(idea_id)
 
     def _requeued(self, watched: dict[int, _Watched], key: int) -> None:
         with self.lock:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autoresearch.domain.lineage import Lineage
-from autoresearch.domain.model import IdeaOrigin, Trial
+from autoresearch.domain.model import Idea, IdeaOrigin, Trial
 from autoresearch.errors import AutoresearchError
 
 
@@ -40,3 +40,17 @@ class Proposer(Protocol):
         """The next idea to try on `parent` (on `surface` when given, if it can), or None when this
         proposer has nothing left for it. ProposerStopped when it can propose nothing more at all."""
         ...
+
+
+def proposal_of(idea: Idea) -> Proposal:
+    """The proposal an idea on record came from, to implement it again."""
+    return Proposal(
+        idea.hypothesis,
+        idea.origin,
+        idea.diff,
+        idea.surface,
+        idea.key,
+        against_baseline=idea.origin in (IdeaOrigin.CATALOG, IdeaOrigin.USER),
+        rationale=idea.rationale,
+        llm_call_id=idea.llm_call_id,
+    )

@@ -1,4 +1,5 @@
-"""The worker's side of a trial: claim it under a lease, keep the lease alive, run it, record the result.
+"""The worker's side: implement a queued idea into its trial; claim a trial under a lease, keep the lease
+alive, run it, record the result.
 
 A worker may die at any point: the lease then expires and the trial becomes worker_lost; a worker
 that comes back late with a result finds its fencing token stale and records nothing.
@@ -8,16 +9,42 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
 
 from autoresearch.domain.diffs import apply_diff
-from autoresearch.domain.model import Trial, TrialStatus
+from autoresearch.domain.model import Campaign, CampaignStatus, Trial, TrialStatus
 from autoresearch.environment import Environment
+from autoresearch.errors import Conflict
+from autoresearch.services.execution import implement_idea
+from autoresearch.services.implementer import Implementer
+from autoresearch.services.proposer import proposal_of
 from autoresearch.services.runner import TrialJob, TrialRunner
 from autoresearch.services.store import Store
 
 RunnerFor = Callable[[Environment, str], TrialRunner]  # (environment, preset) -> its runner
 EnvironmentNamed = Callable[[str], Environment]
+ImplementerFor = Callable[[Campaign, Environment], Implementer]
+
+
+def implement_queued(
+    store: Store, idea_id: int, *, environment_named: EnvironmentNamed, implementer_for: ImplementerFor
+) -> Trial | None:
+    """Implement a queued idea into its trial; None when it already has one (a redelivered task, or two
+    implementers at once: the database keeps the first)."""
+    if store.first_trial_of(idea_id) is not None:
+        return None
+    idea = store.get_idea(idea_id)
+    campaign = store.get_campaign(idea.campaign_id)
+    env = environment_named(campaign.environment)
+    baseline = env.read_editable()
+    parent = store.get_trial(idea.parent_trial_ids[0])
+    parent_code = apply_diff(baseline, parent.code_diff) if parent.code_diff else baseline
+    implementer = implementer_for(campaign, env)
+    try:
+        return implement_idea(
+            store, implementer, idea, proposal_of(idea), parent, parent_code, baseline, campaign.seed
+        )
+    except Conflict:
+        return None
 
 
 def execute_trial(
@@ -28,6 +55,7 @@ def execute_trial(
     lease_s: float,
     environment_named: EnvironmentNamed,
     runner_for: RunnerFor,
+    devices: tuple[str, ...] | None = None,
 ) -> Trial | None:
     """Run a pending trial to its result; None when it was not this worker's to run (already claimed,
     finished, or its lease was lost on the way). Safe to call twice for one trial."""
@@ -35,6 +63,8 @@ def execute_trial(
     if trial.status is not TrialStatus.PENDING:
         return None  # a redelivered message for a trial someone else took
     campaign = store.get_campaign(trial.campaign_id)
+    if campaign.status is not CampaignStatus.RUNNING:
+        return None  # stopped while the trial waited in the queue: it stays pending until a resume
     env = environment_named(campaign.environment)
     baseline = env.read_editable()
     code = apply_diff(baseline, trial.code_diff) if trial.code_diff else baseline
@@ -53,34 +83,9 @@ def execute_trial(
     beating = threading.Thread(target=heartbeat, name=f"lease-{trial.id}", daemon=True)
     beating.start()
     try:
-        job = TrialJob(campaign.id, trial.id, trial.number, trial.seed, code)
+        job = TrialJob(campaign.id, trial.id, trial.number, trial.seed, code, devices=devices)
         result = runner_for(env, campaign.preset).run(job, lost)
     finally:
         done.set()
         beating.join()
     return store.finish_trial(trial.id, result, token=lease.token)
-
-
-def requeue_lost(
-    store: Store, enqueue: Callable[[int], None], *, max_tries: int = 3, now: datetime | None = None
-) -> list[Trial]:
-    """Expire the leases that ran out and queue a retry (a new trial) for each trial lost that way,
-    unless its idea has already been lost `max_tries` times: then the worker_lost label stays."""
-    retries = []
-    for lost in store.expire_leases(now):
-        tries, earlier = 1, lost.retry_of
-        while earlier is not None:
-            tries, earlier = tries + 1, store.get_trial(earlier).retry_of
-        if tries >= max_tries:
-            continue
-        retry = store.add_trial(
-            lost.campaign_id,
-            idea_id=lost.idea_id,
-            parent_id=lost.parent_id,
-            seed=lost.seed,
-            code_diff=lost.code_diff,
-            retry_of=lost.id,
-        )
-        enqueue(retry.id)
-        retries.append(retry)
-    return retries

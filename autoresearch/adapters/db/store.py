@@ -111,7 +111,9 @@ _CLAIM_CAMPAIGN = (
     update(CampaignRow)
     .where(
         CampaignRow.id == bindparam("campaign_id"),
-        or_(CampaignRow.controller_expires_at.is_(None), CampaignRow.controller_expires_at < bindparam("now")),
+        or_(
+            CampaignRow.controller_expires_at.is_(None), CampaignRow.controller_expires_at < bindparam("now")
+        ),
     )
     .values(controller_token=CampaignRow.controller_token + 1)
     .returning(CampaignRow.controller_token)
@@ -534,7 +536,12 @@ class SqlStore(Store):
             return connection.execute(_RENEW_CAMPAIGN, changes).rowcount == 1
 
     def release_campaign(self, campaign_id: int, token: int) -> None:
-        changes = {"campaign_id": campaign_id, "token": token, "controller": "", "controller_expires_at": None}
+        changes = {
+            "campaign_id": campaign_id,
+            "token": token,
+            "controller": "",
+            "controller_expires_at": None,
+        }
         with self._transaction() as connection:
             connection.execute(_RENEW_CAMPAIGN, changes)
 
