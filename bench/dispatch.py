@@ -8,11 +8,13 @@ bench/results/dispatch.json:
 - latency from queueing a trial to a worker claiming it, p50 / p99, when trials are queued at a
   rate below the workers' capacity;
 - with every trial queued at once (saturation): each worker's busy fraction (time spent in
-  trials over its span from first claim to last finish) and its idle gaps between trials.
+  trials over its span from first claim to last finish) and its idle gaps between trials, for the
+  zero-cost trial and for one that sleeps --slow-trial-s longer (the gap per trial is about
+  fixed, so the busy fraction depends on how long trials are).
 
 A raw Redis round trip (PING, p99) is measured in the same run as the floor.
 
-    python bench/dispatch.py [--workers 4] [--trials 40] [--rate 5]
+    python bench/dispatch.py [--workers 4] [--trials 40] [--rate 5] [--slow-trial-s 1]
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import redis
+from celery import Celery
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from autoresearch.adapters.db import open_store
+from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import IdeaOrigin, Trial
 from autoresearch.environment import load_environment
 from autoresearch.services.campaign import create_campaign
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials", type=int, default=40, help="trials in each of the two runs")
     parser.add_argument("--rate", type=float, default=5.0, help="trials queued per second in the latency run")
+    parser.add_argument("--slow-trial-s", type=float, default=1.0, help="the longer trials' sleep, seconds")
     args = parser.parse_args()
 
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
@@ -104,15 +110,17 @@ def main() -> None:
                 goal="",
             )
 
-            def new_trials(n: int) -> list[Trial]:
-                """n trials of the baseline recipe, each its own idea (an idea is implemented once)."""
+            def new_trials(n: int, code_diff: str = "") -> list[Trial]:
+                """n trials of one recipe, each its own idea (an idea is implemented once)."""
+                hypothesis = "the recipe as shipped"
                 ideas = [
-                    store.add_idea(
-                        campaign.id, hypothesis="the recipe as shipped", origin=IdeaOrigin.BASELINE
-                    )
+                    store.add_idea(campaign.id, hypothesis=hypothesis, origin=IdeaOrigin.BASELINE)
                     for _ in range(n)
                 ]
-                return [store.add_trial(campaign.id, idea_id=i.id, parent_id=None, seed=0) for i in ideas]
+                return [
+                    store.add_trial(campaign.id, idea_id=i.id, parent_id=None, seed=0, code_diff=code_diff)
+                    for i in ideas
+                ]
 
             for i in range(args.workers):
                 workers.append(
@@ -152,31 +160,9 @@ def main() -> None:
                 if t.started_at is not None
             ]
 
-            burst = new_trials(args.trials)
-            for trial in burst:
-                app.send_task("autoresearch.run_trial", args=[trial.id], queue="cpu")
-            by_worker: dict[str, list[Trial]] = {}
-            for trial in wait_all(store, burst):
-                by_worker.setdefault(trial.worker, []).append(trial)
-            busy, gaps = {}, []
-            for worker, trials in by_worker.items():
-                trials.sort(key=lambda t: t.started_at or datetime.min)
-                spans = [
-                    ((t.finished_at or t.started_at) - t.started_at).total_seconds()
-                    for t in trials
-                    if t.started_at
-                ]  # type: ignore[operator]
-                first, last = trials[0].started_at, trials[-1].finished_at
-                busy[worker] = sum(spans) / (last - first).total_seconds() if first and last else 0.0  # type: ignore[operator]
-                gaps += [
-                    (b.started_at - a.finished_at).total_seconds() * 1000  # type: ignore[operator]
-                    for a, b in itertools.pairwise(trials)
-                ]
-            trial_ms = statistics.median(
-                ((t.finished_at - t.started_at).total_seconds() * 1000)
-                for ts in by_worker.values()
-                for t in ts  # type: ignore[operator]
-            )
+            saturated = {"tiny": saturate(store, app, new_trials(args.trials))}
+            slow = make_diff(tiny.read_editable(), slowed(tiny.read_editable(), args.slow_trial_s))
+            saturated[f"tiny+{args.slow_trial_s:g}s"] = saturate(store, app, new_trials(args.trials, slow))
             store.close()
     finally:
         for worker in workers:
@@ -193,14 +179,47 @@ def main() -> None:
         "trials_per_run": args.trials,
         "paced_rate_per_s": args.rate,
         "queued_to_running_ms": {"p50": percentile(latency, 50), "p99": percentile(latency, 99)},
-        "trial_ms_median": trial_ms,
-        "saturated_busy_fraction": {w: round(b, 3) for w, b in sorted(busy.items())},
-        "idle_gap_ms": {"p50": percentile(gaps, 50), "p99": percentile(gaps, 99)} if gaps else {},
+        # Every trial queued at once, by trial length: the idle gap per trial is about constant, so
+        # the busy fraction grows with the length of a trial.
+        "saturated": saturated,
         "baseline_redis_ping_p99_ms": redis_round_trip_ms(),
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+
+
+def slowed(code: dict[str, str], seconds: float) -> dict[str, str]:
+    return {**code, "train.py": f"import time\ntime.sleep({seconds})\n" + code["train.py"]}
+
+
+def saturate(store: Store, app: Celery, burst: list[Trial]) -> dict[str, Any]:
+    """Queue every trial at once; each worker's busy fraction (time in trials over its span from
+    first claim to last finish) and the idle gaps between its trials."""
+    for trial in burst:
+        app.send_task("autoresearch.run_trial", args=[trial.id], queue="cpu")
+    by_worker: dict[str, list[Trial]] = {}
+    for trial in wait_all(store, burst):
+        by_worker.setdefault(trial.worker, []).append(trial)
+    busy, gaps, lengths = {}, [], []
+    for worker, trials in by_worker.items():
+        trials.sort(key=lambda t: t.started_at or datetime.min)
+        spans = [
+            (t.finished_at - t.started_at).total_seconds() for t in trials if t.started_at and t.finished_at
+        ]
+        first, last = trials[0].started_at, trials[-1].finished_at
+        busy[worker] = round(sum(spans) / (last - first).total_seconds(), 3) if first and last else 0.0
+        lengths += [s * 1000 for s in spans]
+        gaps += [
+            (b.started_at - a.finished_at).total_seconds() * 1000
+            for a, b in itertools.pairwise(trials)
+            if a.finished_at and b.started_at
+        ]
+    return {
+        "trial_ms_median": round(statistics.median(lengths), 1),
+        "busy_fraction": dict(sorted(busy.items())),
+        "idle_gap_ms": {"p50": percentile(gaps, 50), "p99": percentile(gaps, 99)} if gaps else {},
+    }
 
 
 def wait_all(store: Store, trials: list[Trial], seconds: float = 600) -> list[Trial]:

@@ -15,10 +15,16 @@ import threading
 from dataclasses import dataclass
 
 from autoresearch.adapters.catalog import CatalogProposer
+from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import open_agents
 from autoresearch.domain.model import Campaign, CampaignStatus, Idea, Role, Trial
 from autoresearch.environment import find_environment
-from autoresearch.services.campaign import CampaignController, CampaignOutcome
+from autoresearch.services.campaign import (
+    CampaignController,
+    CampaignObserver,
+    CampaignOutcome,
+    ObserverGroup,
+)
 from autoresearch.services.execution import ClusterExecution
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
@@ -45,6 +51,11 @@ class LogObserver:
         log.info("%s: %s", self.campaign.name, message)
 
 
+def _observer(campaign: Campaign, settings: Settings) -> CampaignObserver:
+    tracker = tracker_for(campaign, settings)
+    return ObserverGroup(LogObserver(campaign), tracker) if tracker is not None else LogObserver(campaign)
+
+
 def drive_campaign(
     store: Store, settings: Settings, campaign: Campaign, cancel: threading.Event
 ) -> CampaignOutcome:
@@ -68,7 +79,7 @@ def drive_campaign(
             env,
             None,
             agents.proposer if agents else CatalogProposer(env, campaign.goal),
-            LogObserver(campaign),
+            _observer(campaign, settings),
             novelty=agents.novelty if agents else None,
             analyst=agents.analyst if agents else None,
             execution=execution,

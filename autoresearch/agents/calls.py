@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,24 +61,20 @@ class Agents:
         self.config = config
         self.clients = dict(clients)
         self.prices = prices
-        self._lock = threading.Lock()
-        self.usage: dict[Role, Usage] = store.llm_usage(campaign_id)
 
     def has(self, role: Role) -> bool:
         return role in self.clients
 
-    def total(self) -> Usage:
-        return sum(self.usage.values(), Usage())
-
     def spent(self, role: Role) -> str | None:
-        """Why `role` may make no more calls (its budget or the campaign's is used up), or None."""
-        with self._lock:
-            campaign = self.config.budget.spent_by(self.total())
-            if campaign is not None:
-                return f"the campaign's LLM budget is used up ({campaign})"
-            budget = self.config.role_budgets.get(role)
-            mine = budget.spent_by(self.usage.get(role, Usage())) if budget else None
-            return f"the {role}'s LLM budget is used up ({mine})" if mine else None
+        """Why `role` may make no more calls (its budget or the campaign's is used up), or None. Read from
+        the store, so calls made by other processes (implement workers, a controller) count too."""
+        usage = self.store.llm_usage(self.campaign_id)
+        campaign = self.config.budget.spent_by(sum(usage.values(), Usage()))
+        if campaign is not None:
+            return f"the campaign's LLM budget is used up ({campaign})"
+        budget = self.config.role_budgets.get(role)
+        mine = budget.spent_by(usage.get(role, Usage())) if budget else None
+        return f"the {role}'s LLM budget is used up ({mine})" if mine else None
 
     def ask(
         self,
@@ -138,8 +133,6 @@ class Agents:
             trial_id=trial_id,
             surface=surface,
         )
-        with self._lock:
-            self.usage[role] = self.usage.get(role, Usage()) + call.usage
         return Answer(completion.text, call)
 
     def reject(self, call: LLMCall, error: str) -> None:
