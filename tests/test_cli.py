@@ -230,6 +230,8 @@ def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial(
     for trial in trials:
         assert (trial.status is TrialStatus.SUCCEEDED and trial.score is not None) or trial.label is not None
     assert trials[0].score is not None and 3.5 < trials[0].score < 5.0  # the baseline learned something
+    steps = [point["step"] for point in trials[0].curve]  # its training curve, from its progress lines
+    assert len(steps) >= 10 and steps == sorted(steps) and all("loss" in p for p in trials[0].curve)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, TrialStatus
 from autoresearch.environment import Environment, load_environment
 from autoresearch.services.implementer import Preflight, apply_checked
-from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
+from autoresearch.services.runner import TrialJob, TrialRunner, parse_progress, prepare_data
 from autoresearch.settings import SandboxMode, Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
 
@@ -223,3 +223,14 @@ def test_a_trial_sees_only_the_gpus_placed_for_it(env: Environment, settings: Se
     assert placed.status is TrialStatus.SUCCEEDED and "devices=3" in placed.log_tail
     cpu_only = _runner(env, settings, "quick").run(TrialJob(1, 2, 2, 0, code, devices=("3",)))
     assert "devices=\n" in cpu_only.log_tail  # a CPU preset sees no GPU, placed or not
+
+
+def test_progress_lines_make_a_training_curve_thinned_to_its_limit() -> None:
+    log = "params: 1,000\n" + "".join(
+        f"step {n}  loss {10 / n:.4f}  lr=3e-4  {n * 0.1:.1f}s\n" for n in range(1, 101)
+    )
+    curve = parse_progress(log + "---\nloss: 0.1\n", limit=10)
+    assert len(curve) == 10 and curve[0] == {"step": 1.0, "loss": 10.0, "lr": 3e-4}
+    assert curve[-1]["step"] == 100.0  # the last point is always kept
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve)
+    assert parse_progress("stepping 3 loss 1\nstep 4\n") == ()  # not a progress line; no values

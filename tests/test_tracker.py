@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,12 +11,22 @@ import pytest
 from autoresearch.adapters.catalog import CatalogProposer
 from autoresearch.adapters.db import SqlStore
 from autoresearch.adapters.tracker import WandbTracker, tracker_for
+from autoresearch.domain.model import TrialResult
 from autoresearch.services.campaign import CampaignController, create_campaign
+from autoresearch.services.runner import TrialJob
 from autoresearch.settings import Settings
 from tests.test_campaign import ENV, ScoreRecipe
 
 
-def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_and_score(
+class ScoreWithCurve(ScoreRecipe):
+    """The tiny recipe's score, with a training curve as an environment's progress lines give one."""
+
+    def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
+        curve = ({"step": 10.0, "train_curve_loss": 2.5}, {"step": 20.0, "train_curve_loss": 1.25})
+        return replace(super().run(job, cancel), curve=curve)
+
+
+def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_curve_and_score(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in {
@@ -30,7 +42,7 @@ def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_and_score(
     )
     tracker = tracker_for(campaign, Settings(data_dir=tmp_path, wandb_project="autoresearch-tests"))
     assert isinstance(tracker, WandbTracker)
-    CampaignController(store, campaign, ENV, ScoreRecipe(), CatalogProposer(ENV), tracker).run()  # type: ignore[arg-type]
+    CampaignController(store, campaign, ENV, ScoreWithCurve(), CatalogProposer(ENV), tracker).run()  # type: ignore[arg-type]
 
     runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 3
@@ -38,4 +50,6 @@ def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_and_score(
     for trial in store.list_trials(campaign.id):
         assert f"tracked-{trial.number}".encode() in records
         assert store.get_idea(trial.idea_id).hypothesis.encode() in records
+        assert [p["train_curve_loss"] for p in trial.curve] == [2.5, 1.25]  # kept in the store too
+    assert records.count(b"train_curve_loss") >= 6  # each run's history has both points
     assert tracker_for(campaign, Settings(data_dir=tmp_path)) is None  # off unless a project is named

@@ -12,7 +12,8 @@ from autoresearch.settings import Settings
 
 class WandbTracker:
     """A campaign observer that logs every finished trial as one wandb run (config: the idea, its code
-    hash and the preset; summary: the evaluator's verdict)."""
+    hash and the preset; history: the training curve parsed from the environment's output; summary:
+    the evaluator's verdict)."""
 
     def __init__(self, campaign: Campaign, project: str, directory: str) -> None:
         try:
@@ -53,6 +54,8 @@ class WandbTracker:
             },
         )
         try:
+            for point in trial.curve:  # the training curve, as the environment printed it
+                run.log({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
             if trial.metrics:
                 run.log(dict(trial.metrics))
             run.summary.update(

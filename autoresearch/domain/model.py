@@ -185,6 +185,7 @@ class TrialResult:
     duration_s: float | None = None  # None: it never ran (e.g. patch_failed)
     log_tail: str = ""
     code_hash: str = ""
+    curve: tuple[Mapping[str, float], ...] = ()  # training progress, {"step": n, "loss": x, ...} each
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.SUCCEEDED:
@@ -233,6 +234,7 @@ class Trial:
     worker: str = ""  # who claimed it
     lease_token: int = 0  # fencing token of the latest claim: only its holder may record the result
     lease_expires_at: datetime | None = None  # None: held without expiry (the local controller)
+    curve: tuple[Mapping[str, float], ...] = ()  # training progress, {"step": n, "loss": x, ...} each
 
     @property
     def is_scored(self) -> bool:

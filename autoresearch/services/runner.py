@@ -84,6 +84,28 @@ def parse_summary(text: str) -> dict[str, float]:
     return summary
 
 
+_PROGRESS_LINE = re.compile(r"^\s*step[\s:=]+(\d+)\b(.*)$")
+_PROGRESS_PAIR = re.compile(r"([A-Za-z_][\w/.]*)[\s:=]+(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])")
+CURVE_POINTS = 200  # at most this many points of a training curve are kept
+
+
+def parse_progress(text: str, limit: int = CURVE_POINTS) -> tuple[dict[str, float], ...]:
+    """The training curve from progress lines such as `step 100  loss 3.2100  12.3s`: one point per
+    line, {"step": 100, "loss": 3.21}; evenly thinned to `limit` points, the last one always kept."""
+    points = []
+    for line in text.splitlines():
+        match = _PROGRESS_LINE.match(line)
+        if match is None:
+            continue
+        values = {key: float(value) for key, value in _PROGRESS_PAIR.findall(match.group(2))}
+        if values:
+            points.append({"step": float(match.group(1)), **values})
+    if len(points) > limit:
+        stride = (len(points) - 1) / (limit - 1)
+        points = [points[round(i * stride)] for i in range(limit)]
+    return tuple(points)
+
+
 class TrialRunner:
     """Runs trials of one environment preset; safe to call from several threads at once."""
 
@@ -316,6 +338,7 @@ class TrialRunner:
         details = {
             # What training printed is shown, never scored: the evaluator's verdict wins every clash.
             "metrics": parse_summary(train.tail) | dict(verdict),
+            "curve": parse_progress(_read_text(root / "train.log")),
             "duration_s": time.monotonic() - started,
             "exit_code": last.exit_code,
             "log_tail": tail[-self.settings.log_tail_bytes :],
@@ -328,6 +351,10 @@ class TrialRunner:
         if failure is not None:
             return TrialResult.failed(failure[0], failure[1], **details)
         return TrialResult.scored(verdict[self.env.spec.metric.name], **details)
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 class _LogCapture:

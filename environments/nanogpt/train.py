@@ -191,7 +191,7 @@ def main():
         optimizer.step()
         step += 1
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
-        if step % 100 == 0:
+        if step % max(1, (max_steps or 1000) // 40) == 0:  # about 40 points of the training curve
             print(f"step {step}  loss {loss_ema:.4f}  {time.perf_counter() - started:.1f}s", flush=True)
 
     model.eval()

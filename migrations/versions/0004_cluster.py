@@ -1,4 +1,5 @@
-"""the cluster: distributed campaigns with a controller lease, one first trial per idea, workers
+"""the cluster: distributed campaigns with a controller lease, one first trial per idea, workers;
+and each trial's training curve
 
 Revision ID: 0004
 Revises: 0003
@@ -24,6 +25,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("controller", sa.String(), nullable=False, server_default=""))
         batch.add_column(sa.Column("controller_token", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("controller_expires_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("trials") as batch:
+        batch.add_column(sa.Column("curve", sa.JSON(), nullable=False, server_default="[]"))
     op.create_index(
         "uq_trials_idea_id_first",
         "trials",
@@ -46,6 +49,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("workers")
     op.drop_index("uq_trials_idea_id_first", table_name="trials")
+    with op.batch_alter_table("trials") as batch:
+        batch.drop_column("curve")
     with op.batch_alter_table("campaigns") as batch:
         batch.drop_column("controller_expires_at")
         batch.drop_column("controller_token")

@@ -149,6 +149,7 @@ class TrialRow(Base):
     worker: Mapped[str] = mapped_column(String, default="")
     lease_token: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    curve: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # encoded like metrics
 
 
 class PatchRow(Base):

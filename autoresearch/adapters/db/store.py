@@ -284,6 +284,7 @@ def _trial(row: Row[Any]) -> Trial:
         worker=row.worker,
         lease_token=row.lease_token,
         lease_expires_at=row.lease_expires_at,
+        curve=tuple(_decode_metrics(point) for point in row.curve or ()),
     )
 
 
@@ -617,6 +618,7 @@ class SqlStore(Store):
             "status": TrialStatus.PENDING,
             "seed": seed,
             "metrics": {},
+            "curve": [],
             "reason": "",
             "log_tail": "",
             "code_hash": "",
@@ -698,6 +700,7 @@ class SqlStore(Store):
             "label": result.label,
             "score": result.score,
             "metrics": _encode_metrics(result.metrics),
+            "curve": [_encode_metrics(point) for point in result.curve],
             "reason": result.reason,
             "exit_code": result.exit_code,
             "duration_s": result.duration_s,
