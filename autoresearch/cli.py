@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -693,6 +694,12 @@ def worker(
     ] = "cpu",
     gpus: GpusOpt = None,
     slots_per_gpu: SlotsOpt = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Tasks at once (default 1; with --gpus, every slot): implement workers mostly wait on LLMs."
+        ),
+    ] = 1,
     name: Annotated[str | None, typer.Option(help="Worker name (default: QUEUES@HOST).")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
@@ -708,20 +715,40 @@ def worker(
     pool = _gpu_pool(gpus, slots_per_gpu)
     if pool is not None and "gpu" not in chosen:
         raise ConfigError("--gpus places trials from the gpu queue: add gpu to --queues")
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     tasks.GPUS = pool
-    slots = pool.slots_per_gpu * len(pool.free) if pool is not None else 1
+    slots = pool.slots_per_gpu * len(pool.free) if pool is not None else concurrency
     argv = ["worker", "--queues", ",".join(chosen), "--loglevel", loglevel]
     argv += ["--pool", "threads", "--concurrency", str(slots)] if slots > 1 else ["--pool", "solo"]
     argv += ["--hostname", name or f"{'+'.join(chosen)}@%h", "--without-mingle", "--without-gossip"]
     capacity: dict[str, Any] = {"slots": slots}
     if pool is not None:
         capacity |= {"gpus": list(pool.free), "slots_per_gpu": pool.slots_per_gpu}
+        capacity |= {"gpu_memory_mb": _gpu_memory_mb(list(pool.free))}
     settings = load_settings()
     with (
         _store(settings) as store,
         _registered(store, tasks.worker_name(), chosen, capacity, settings.lease_s),
     ):
         make_app().worker_main(argv)
+
+
+def _gpu_memory_mb(devices: list[str]) -> dict[str, int]:
+    """Each listed GPU's memory as nvidia-smi reports it; empty where there is no nvidia-smi."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    rows = (line.split(",") for line in out.splitlines() if line.count(",") == 1)
+    memory = {index.strip(): int(float(total)) for index, total in rows}
+    return {d: memory[d] for d in devices if d in memory}
 
 
 @contextmanager

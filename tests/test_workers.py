@@ -3,6 +3,7 @@ controller on the real Redis, recording into the real PostgreSQL, with bundles i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -139,6 +140,7 @@ class Cluster:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.log_of: dict[int, Path] = {}
         from workers.app import make_app  # the broker URL comes from the environment, set before this
 
         self.app = make_app()
@@ -153,6 +155,7 @@ class Cluster:
             start_new_session=True,
         )
         self.processes.append(process)
+        self.log_of[process.pid] = log
         return process
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
@@ -317,12 +320,24 @@ def test_a_gpu_worker_runs_four_quarter_gpu_trials_at_once_and_a_whole_gpu_trial
     finished = [cluster.wait_for(store, t.id, (TrialStatus.SUCCEEDED,), 120) for t in [*small, large]]
     [worker] = store.list_workers()
     store.close()
+    listed = subprocess.run(
+        [sys.executable, "-m", "autoresearch", "workers", "--json"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [(w["name"], w["queues"]) for w in json.loads(listed.stdout)] == [(worker.name, ["gpu"])]
     quarters, alone = finished[:4], finished[4]
     starts = [t.started_at for t in quarters if t.started_at]
     ends = [t.finished_at for t in quarters if t.finished_at]
     assert max(starts) < min(ends)  # all four ran at one moment, on the one GPU
     assert alone.started_at is not None and alone.started_at >= max(ends)  # it waited for the GPU
-    assert worker.capacity == {"slots": 4, "gpus": ["0"], "slots_per_gpu": 4}
+    assert {k: worker.capacity[k] for k in ("slots", "gpus", "slots_per_gpu")} == {
+        "slots": 4,
+        "gpus": ["0"],
+        "slots_per_gpu": 4,
+    }
 
 
 def pending_trial_in(store: Store, campaign: Campaign) -> Trial:
@@ -363,3 +378,39 @@ def test_a_nanogpt_campaign_runs_across_an_implement_worker_and_two_trial_worker
     for trial in trials:
         if trial.status is TrialStatus.SUCCEEDED:
             assert read_bundle(artifacts.get(bundle_key(trial.code_hash))) is not None
+
+
+@pytest.mark.timeout(240)
+def test_a_second_controller_takes_over_a_killed_one_without_duplicate_children(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    store = open_store(postgres_url)
+    campaign = distributed_campaign(store, "tiny_slow", trials=5, concurrency=2)
+    for _ in range(2):
+        cluster.start_worker("--queues", "cpu,implement")
+    controllers = [cluster.start("controller"), cluster.start("controller")]
+    cluster.wait_until(lambda: store.get_campaign(campaign.id).controller != "", 30, "a controller taking it")
+    holder = store.get_campaign(campaign.id).controller
+    [first] = [c for c in controllers if holder.endswith(f":{c.pid}")]  # only one holds the lease
+    [second] = [c for c in controllers if c is not first]
+    cluster.wait_until(
+        lambda: any(t.status is TrialStatus.SUCCEEDED for t in store.list_trials(campaign.id)),
+        60,
+        "a first trial finishing",
+    )
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    cluster.wait_until(
+        lambda: store.get_campaign(campaign.id).status is CampaignStatus.FINISHED,
+        150,
+        "the campaign finishing",
+    )
+    trials = store.list_trials(campaign.id)
+    ideas = [i for i in store.list_ideas(campaign.id) if i.duplicate_of is None]
+    after = store.get_campaign(campaign.id)
+    store.close()
+    firsts = [t for t in trials if t.retry_of is None]
+    assert len(firsts) == len(ideas) == 5  # one trial per idea, no idea proposed twice over
+    assert sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials) == 5
+    assert after.controller in ("", f"{after.controller.split(':')[0]}:{second.pid}")
+    assert f"took campaign {campaign.name}" in cluster.log_of[second.pid].read_text()
