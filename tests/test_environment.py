@@ -76,7 +76,7 @@ def test_an_unknown_environment_or_preset_is_named_with_the_choices() -> None:
     search = Settings().environment_search_path
     with pytest.raises(NotFound, match=r"no environment named 'nope'.*nanogpt"):
         find_environment("nope", search)
-    with pytest.raises(NotFound, match="choose from smoke, cpu, gpu"):
+    with pytest.raises(NotFound, match="choose from smoke, cpu, gpu_small, gpu"):
         find_environment("nanogpt", search).preset("huge")
 
 
