@@ -454,6 +454,8 @@ class CampaignController:
         """A trial's record is final: score it, tell the observers, ask the analyst; a trial whose worker
         died is tried again (at most MAX_TRIES times in all) unless the campaign is stopping."""
         self.lineage.add(finished)
+        if not finished.status.is_terminal:  # another process took it first: its record is not ours to end
+            return
         if finished.is_scored and finished.score is not None:
             self.population.add(finished.id, finished.score)
         self.counted += finished.status in COUNTED
