@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         default=60.0, gt=0, description="How long a worker's claim on a trial lasts without a heartbeat."
     )
+    checkpoint_cap_mb: float = Field(
+        default=64.0,
+        ge=0,
+        description="A trial's output folder (its checkpoint) is kept in the artifact store when it is "
+        "at most this big; 0 keeps none.",
+    )
     reconcile_s: float = Field(
         default=30.0,
         gt=0,

@@ -56,6 +56,16 @@ def test_each_trial_leaves_its_code_bundle_and_logs_in_the_store(
     assert result.code_hash == code_hash(code)
     assert read_bundle(artifacts.get(bundle_key(result.code_hash))) == code
     assert b"loss" in artifacts.get(trial_key(7, 3, "evaluate.log"))
+    assert artifacts.get(trial_key(7, 3, "out/result.txt")).split()[0] == b"0.0"  # the checkpoint: x = 0.0
+
+
+def test_a_checkpoint_over_the_cap_is_not_kept(artifacts: ArtifactStore, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", checkpoint_cap_mb=0)
+    sandbox, _ = make_sandbox(settings.sandbox)
+    runner = TrialRunner(ENV, "quick", settings, sandbox, prepare_data(ENV, settings), artifacts)
+    runner.run(TrialJob(7, 1, 4, 0, ENV.read_editable()))
+    assert artifacts.exists(trial_key(7, 4, "train.log"))
+    assert not artifacts.exists(trial_key(7, 4, "out/result.txt"))
 
 
 def test_the_artifacts_setting_picks_the_backend(tmp_path: Path) -> None:

@@ -180,13 +180,19 @@ class TrialRunner:
         return self._finish(job, root, started, train, evaluate, failure, verdict, digest)
 
     def _keep_artifacts(self, job: TrialJob, root: Path, digest: str) -> None:
-        """The code bundle (once per distinct code) and the phases' logs, in the artifact store."""
+        """The code bundle (once per distinct code), the phases' logs and, when it is small enough, what
+        training left in its output folder (the checkpoint), in the artifact store."""
         assert self.artifacts is not None
         if not self.artifacts.exists(bundle_key(digest)):
             self.artifacts.put(bundle_key(digest), code_bundle(job.code))
         for name in ("train.log", "evaluate.log"):
             if (root / name).is_file():
                 self.artifacts.put(trial_key(job.campaign_id, job.number, name), (root / name).read_bytes())
+        outputs = [f for f in sorted((root / "out").rglob("*")) if f.is_file() and not f.is_symlink()]
+        if sum(f.stat().st_size for f in outputs) <= self.settings.checkpoint_cap_mb * 1e6:
+            for path in outputs:
+                name = f"out/{path.relative_to(root / 'out').as_posix()}"
+                self.artifacts.put(trial_key(job.campaign_id, job.number, name), path.read_bytes())
 
     # -- steps ----------------------------------------------------------------------------------
     def _changed_protected_files(self, code_dir: Path) -> list[str]:
