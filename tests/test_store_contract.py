@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,11 @@ from autoresearch.domain.model import (
     IdeaOrigin,
     LLMCall,
     Role,
+    Scope,
     Trial,
+    TrialQuery,
     TrialResult,
+    TrialSort,
     TrialStatus,
     Usage,
 )
@@ -656,3 +660,98 @@ def test_workers_register_beat_and_leave(store: Store) -> None:
     assert store.list_workers()[1].capacity == {"slots": 4}
     store.forget_worker("cpu-1:11")
     assert [w.name for w in store.list_workers()] == ["gpu-1:10"]
+
+
+def scored_trials(store: Store, campaign_id: int, scores: list[float | None]) -> list[Trial]:
+    trials = []
+    for score in scores:
+        trial = make_trial(store, campaign_id)
+        assert store.claim_trial(trial.id) is not None
+        result = (
+            TrialResult.scored(score) if score is not None else TrialResult.failed(FailureLabel.CRASH, "x")
+        )
+        finished = store.finish_trial(trial.id, result)
+        assert finished is not None
+        trials.append(finished)
+    return trials
+
+
+def test_pages_of_trials_filter_sort_and_resume_at_their_cursor(store: Store) -> None:
+    campaign = make_campaign(store)
+    trials = scored_trials(store, campaign.id, [3.0, None, 1.0, 2.0, 1.0, None, 5.0])
+    pending = make_trial(store, campaign.id)
+
+    def walk(query: TrialQuery) -> list[int]:
+        numbers, page = [], store.page_trials(campaign.id, query)
+        while True:
+            numbers += [t.number for t in page.trials]
+            if page.next is None:
+                return numbers
+            page = store.page_trials(campaign.id, replace(query, after=page.next))
+
+    assert walk(TrialQuery(limit=3)) == [t.number for t in [*trials, pending]]
+    assert walk(TrialQuery(sort=TrialSort.NUMBER_DESC, limit=2)) == [pending.number] + [
+        t.number for t in reversed(trials)
+    ]
+    by_score = [trials[i].number for i in (2, 4, 3, 0, 6)]  # ties broken by number
+    assert walk(TrialQuery(sort=TrialSort.SCORE, limit=2)) == by_score
+    assert walk(TrialQuery(sort=TrialSort.SCORE_DESC, limit=1)) == [trials[i].number for i in (6, 0, 3, 2, 4)]
+    assert walk(TrialQuery(statuses=(TrialStatus.FAILED,))) == [trials[1].number, trials[5].number]
+    assert walk(TrialQuery(labels=(FailureLabel.CRASH,), limit=1)) == [trials[1].number, trials[5].number]
+    assert walk(TrialQuery(min_score=1.5, max_score=3.0)) == [trials[0].number, trials[3].number]
+    with pytest.raises(ConfigError, match="not a cursor"):
+        store.page_trials(campaign.id, TrialQuery(after="garbage"))
+    with pytest.raises(NotFound):
+        store.page_trials(999, TrialQuery())
+
+
+def test_ancestors_run_from_the_root_to_the_parent(store: Store) -> None:
+    campaign = make_campaign(store)
+    root = make_trial(store, campaign.id)
+    child = make_trial(store, campaign.id, parent_id=root.id)
+    grandchild = make_trial(store, campaign.id, parent_id=child.id)
+    assert [t.id for t in store.ancestors(grandchild.id)] == [root.id, child.id]
+    assert store.ancestors(root.id) == []
+    with pytest.raises(NotFound):
+        store.ancestors(999)
+
+
+def test_every_state_a_trial_enters_is_an_event_in_order(store: Store) -> None:
+    campaign = make_campaign(store)
+    trial = make_trial(store, campaign.id)
+    lease = store.claim_trial(trial.id, worker="w", lease_s=30)
+    assert lease is not None
+    store.finish_trial(trial.id, TrialResult.scored(1.0), token=lease.token)
+    other = make_trial(store, campaign.id)
+    store.interrupt_unfinished(campaign.id, FailureLabel.CANCELLED, "stopped")
+    events = store.trial_events(campaign.id)
+    assert [(e.trial_id, e.status) for e in events] == [
+        (trial.id, TrialStatus.PENDING),
+        (trial.id, TrialStatus.RUNNING),
+        (trial.id, TrialStatus.SUCCEEDED),
+        (other.id, TrialStatus.PENDING),
+        (other.id, TrialStatus.INTERRUPTED),
+    ]
+    assert [e.id for e in store.trial_events(campaign.id, after=events[2].id)] == [e.id for e in events[3:]]
+    assert store.trial_events(make_campaign(store, name="quiet").id) == []
+
+
+def test_a_trial_is_pinned_and_vetoed_on_request(store: Store) -> None:
+    trial = make_trial(store, make_campaign(store).id)
+    assert (trial.pinned, trial.vetoed) == (False, False)
+    assert store.set_trial_flags(trial.id, pinned=True).pinned
+    vetoed = store.set_trial_flags(trial.id, vetoed=True)
+    assert (vetoed.pinned, vetoed.vetoed) == (True, True)
+    assert store.set_trial_flags(trial.id) == vetoed
+    with pytest.raises(NotFound):
+        store.set_trial_flags(999, pinned=True)
+
+
+def test_tokens_are_found_by_hash_until_revoked(store: Store) -> None:
+    token = store.add_token(name="ci", scope=Scope.WRITE, token_hash="h1", prefix="ar_abc")
+    assert store.token_by_hash("h1") == token and store.token_by_hash("h2") is None
+    revoked = store.revoke_token(token.id)
+    assert revoked.revoked_at is not None and store.token_by_hash("h1") is None
+    assert store.list_tokens() == [revoked]
+    with pytest.raises(NotFound):
+        store.revoke_token(999)

@@ -235,6 +235,8 @@ class Trial:
     lease_token: int = 0  # fencing token of the latest claim: only its holder may record the result
     lease_expires_at: datetime | None = None  # None: held without expiry (the local controller)
     curve: tuple[Mapping[str, float], ...] = ()  # training progress, {"step": n, "loss": x, ...} each
+    pinned: bool = False  # a person keeps it among the parents the strategy chooses from
+    vetoed: bool = False  # a person forbids it as a parent
 
     @property
     def is_scored(self) -> bool:
@@ -300,3 +302,63 @@ class WorkerInfo:
     capacity: Mapping[str, Any]  # {"slots": n} and, on a GPU worker, {"gpus": ["0"], "slots_per_gpu": k}
     started_at: datetime
     heartbeat_at: datetime
+
+
+class Scope(enum.StrEnum):
+    """What an API token may do; each scope includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    def allows(self, needed: Scope) -> bool:
+        order = list(Scope)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: int
+    name: str
+    scope: Scope
+    prefix: str  # the token's first characters, to tell tokens apart; never the whole token
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """A trial entering a state; ids grow with time, so a stream resumes after the last id it saw."""
+
+    id: int
+    campaign_id: int
+    trial_id: int
+    number: int
+    status: TrialStatus
+    at: datetime
+
+
+class TrialSort(enum.StrEnum):
+    NUMBER = "number"
+    NUMBER_DESC = "-number"
+    SCORE = "score"  # best first is the environment's direction: the caller picks score or -score
+    SCORE_DESC = "-score"
+
+
+@dataclass(frozen=True)
+class TrialQuery:
+    """A page of a campaign's trials: filters, an order, and where the last page ended."""
+
+    statuses: tuple[TrialStatus, ...] = ()
+    labels: tuple[FailureLabel, ...] = ()
+    min_score: float | None = None
+    max_score: float | None = None
+    sort: TrialSort = TrialSort.NUMBER
+    after: str | None = None  # the cursor the previous page returned
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class TrialPage:
+    trials: tuple[Trial, ...]
+    next: str | None  # the cursor of the following page; None on the last one

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from autoresearch.domain.model import (
+    ApiToken,
     Campaign,
     CampaignStatus,
     FailureLabel,
@@ -21,7 +22,11 @@ from autoresearch.domain.model import (
     LLMCall,
     Patch,
     Role,
+    Scope,
     Trial,
+    TrialEvent,
+    TrialPage,
+    TrialQuery,
     TrialResult,
     TrialStatus,
     Usage,
@@ -154,6 +159,25 @@ class Store(ABC):
         """The analyst's note on a finished trial (a note is not part of the result: it may come later)."""
 
     @abstractmethod
+    def set_trial_flags(
+        self, trial_id: int, *, pinned: bool | None = None, vetoed: bool | None = None
+    ) -> Trial:
+        """Pin (keep among the parents chosen from) or veto (never a parent) a trial; None leaves it."""
+
+    @abstractmethod
+    def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
+        """One page of the campaign's trials, filtered and sorted; ConfigError on a cursor not given out
+        here. Sorted by score, unscored trials are left out."""
+
+    @abstractmethod
+    def ancestors(self, trial_id: int) -> list[Trial]:
+        """The trial's parent, its parent's parent... up to the root, root first."""
+
+    @abstractmethod
+    def trial_events(self, campaign_id: int, *, after: int = 0, limit: int = 500) -> list[TrialEvent]:
+        """The states the campaign's trials entered after event `after`, oldest first."""
+
+    @abstractmethod
     def get_trial(self, trial_id: int) -> Trial: ...
 
     @abstractmethod
@@ -226,6 +250,22 @@ class Store(ABC):
     @abstractmethod
     def llm_usage(self, campaign_id: int) -> dict[Role, Usage]:
         """What each role has spent in the campaign so far (roles that made no call are absent)."""
+
+    # API tokens ------------------------------------------------------------------------------
+    @abstractmethod
+    def add_token(self, *, name: str, scope: Scope, token_hash: str, prefix: str) -> ApiToken:
+        """Record a token by its hash (services.auth makes tokens and hashes them)."""
+
+    @abstractmethod
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash, unless it was revoked."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: int) -> ApiToken: ...
+
+    @abstractmethod
+    def list_tokens(self) -> list[ApiToken]:
+        """Revoked ones too, in order of id."""
 
     # workers ---------------------------------------------------------------------------------
     @abstractmethod

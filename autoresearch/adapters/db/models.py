@@ -150,6 +150,8 @@ class TrialRow(Base):
     lease_token: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     curve: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # encoded like metrics
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)  # a person keeps it a parent candidate
+    vetoed: Mapped[bool] = mapped_column(Boolean, default=False)  # a person forbids it as a parent
 
 
 class PatchRow(Base):
@@ -202,3 +204,31 @@ class WorkerRow(Base):
     capacity: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class TrialEventRow(Base):
+    """Each state a trial entered, in order: what the API's event stream reads from."""
+
+    __tablename__ = "trial_events"
+    __table_args__ = (Index("ix_trial_events_campaign_id_id", "campaign_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class ApiTokenRow(Base):
+    """An API token, stored as its sha256 only; `prefix` names it in listings."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    scope: Mapped[str] = mapped_column(String(ENUM_LENGTH))
+    token_hash: Mapped[str] = mapped_column(String, unique=True)
+    prefix: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

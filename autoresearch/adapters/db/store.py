@@ -11,6 +11,9 @@ SQLite itself takes for a claim or a finish.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 import re
 import sqlite3
@@ -29,6 +32,7 @@ from sqlalchemy import (
     Row,
     Select,
     Update,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -44,15 +48,18 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, Operat
 
 from autoresearch.adapters.db import migrate
 from autoresearch.adapters.db.models import (
+    ApiTokenRow,
     CampaignRow,
     IdeaRow,
     LLMCallRow,
     PatchRow,
+    TrialEventRow,
     TrialRow,
     WorkerRow,
     utc_now,
 )
 from autoresearch.domain.model import (
+    ApiToken,
     Campaign,
     CampaignStatus,
     FailureLabel,
@@ -62,8 +69,13 @@ from autoresearch.domain.model import (
     LLMCall,
     Patch,
     Role,
+    Scope,
     Trial,
+    TrialEvent,
+    TrialPage,
+    TrialQuery,
     TrialResult,
+    TrialSort,
     TrialStatus,
     Usage,
     WorkerInfo,
@@ -152,7 +164,9 @@ _INSERT_TRIAL = insert(TrialRow).values(number=_NEXT_NUMBER).returning(TrialRow)
 _CLAIM = (
     _move_to(TrialStatus.RUNNING)
     .values(lease_token=TrialRow.lease_token + 1)
-    .returning(TrialRow.lease_token, TrialRow.lease_expires_at)
+    .returning(
+        TrialRow.id, TrialRow.campaign_id, TrialRow.number, TrialRow.lease_token, TrialRow.lease_expires_at
+    )
 )
 _FINISH = {status: _move_to(status).returning(TrialRow) for status in TrialStatus if status.is_terminal}
 # A worker's result counts only under the fencing token of the claim it holds.
@@ -181,6 +195,21 @@ _INTERRUPT = (
 )
 
 _SET_ANALYSIS = update(TrialRow).where(TrialRow.id == bindparam("trial_id"))
+_SET_FLAGS = update(TrialRow).where(TrialRow.id == bindparam("trial_id")).returning(TrialRow)
+_INSERT_EVENT = insert(TrialEventRow)
+_EVENTS_AFTER = (
+    select(TrialEventRow)
+    .where(TrialEventRow.campaign_id == bindparam("campaign_id"), TrialEventRow.id > bindparam("after"))
+    .order_by(TrialEventRow.id)
+    .limit(bindparam("limit"))
+)
+
+_INSERT_TOKEN = insert(ApiTokenRow).returning(ApiTokenRow)
+_TOKEN_BY_HASH = select(ApiTokenRow).where(
+    ApiTokenRow.token_hash == bindparam("token_hash"), ApiTokenRow.revoked_at.is_(None)
+)
+_REVOKE_TOKEN = update(ApiTokenRow).where(ApiTokenRow.id == bindparam("token_id")).returning(ApiTokenRow)
+_TOKENS = select(ApiTokenRow).order_by(ApiTokenRow.id)
 
 _INSERT_PATCH = insert(PatchRow).returning(PatchRow)
 _PATCHES_BY_ATTEMPT = (
@@ -285,7 +314,53 @@ def _trial(row: Row[Any]) -> Trial:
         lease_token=row.lease_token,
         lease_expires_at=row.lease_expires_at,
         curve=tuple(_decode_metrics(point) for point in row.curve or ()),
+        pinned=row.pinned,
+        vetoed=row.vetoed,
     )
+
+
+def _token(row: Row[Any]) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        name=row.name,
+        scope=Scope(row.scope),
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _log_events(connection: Connection, rows: Sequence[Any], status: TrialStatus) -> None:
+    """Append each trial's new state to the outbox the event stream reads, in the same transaction."""
+    if rows:
+        at = utc_now()
+        connection.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "campaign_id": r.campaign_id,
+                    "trial_id": r.id,
+                    "number": r.number,
+                    "status": status,
+                    "at": at,
+                }
+                for r in rows
+            ],
+        )
+
+
+def _encode_cursor(value: float | None, number: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([value, number]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float | None, int]:
+    try:
+        value, number = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not (value is None or isinstance(value, int | float)) or not isinstance(number, int):
+            raise ValueError(cursor)
+        return (float(value) if value is not None else None), number
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ConfigError(f"not a cursor this API gave out: {cursor!r}") from exc
 
 
 def _patch(row: Row[Any]) -> Patch:
@@ -629,7 +704,9 @@ class SqlStore(Store):
             with self._transaction() as connection:
                 if self._locks_rows:
                     self._require(connection, _LOCK_CAMPAIGN, {"campaign_id": campaign_id}, "campaign")
-                return _trial(connection.execute(_INSERT_TRIAL, values).one())
+                row = connection.execute(_INSERT_TRIAL, values).one()
+                _log_events(connection, [row], TrialStatus.PENDING)
+                return _trial(row)
         except IntegrityError as exc:
             self._explain_missing_references(campaign_id, idea_id, parent_id, retry_of)
             if retry_of is None and self.first_trial_of(idea_id) is not None:
@@ -668,6 +745,7 @@ class SqlStore(Store):
             if row is None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
                 return None
+            _log_events(connection, [row], TrialStatus.RUNNING)
             return Lease(trial_id, worker, row.lease_token, row.lease_expires_at)
 
     def renew_lease(self, trial_id: int, token: int, lease_s: float) -> bool:
@@ -691,7 +769,9 @@ class SqlStore(Store):
         if campaign_id is not None:
             statement, changes["in_campaign"] = _EXPIRE_IN_CAMPAIGN, campaign_id
         with self._transaction() as connection:
-            return sorted((_trial(row) for row in connection.execute(statement, changes)), key=lambda t: t.id)
+            rows = connection.execute(statement, changes).all()
+            _log_events(connection, rows, TrialStatus.INTERRUPTED)
+            return sorted((_trial(row) for row in rows), key=lambda t: t.id)
 
     def finish_trial(self, trial_id: int, result: TrialResult, *, token: int | None = None) -> Trial | None:
         changes = {
@@ -716,6 +796,7 @@ class SqlStore(Store):
             if row is None:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
                 return None
+            _log_events(connection, [row], result.status)
             return _trial(row)
 
     def interrupt_unfinished(self, campaign_id: int, label: FailureLabel, reason: str) -> list[Trial]:
@@ -729,7 +810,8 @@ class SqlStore(Store):
             "finished_at": utc_now(),
         }
         with self._transaction() as connection:
-            rows = connection.execute(_INTERRUPT, changes)
+            rows = connection.execute(_INTERRUPT, changes).all()
+            _log_events(connection, rows, TrialStatus.INTERRUPTED)
             trials = sorted((_trial(row) for row in rows), key=lambda trial: trial.number)
             if not trials:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
@@ -739,6 +821,93 @@ class SqlStore(Store):
         with self._transaction() as connection:
             if connection.execute(_SET_ANALYSIS, {"trial_id": trial_id, "analysis": analysis}).rowcount != 1:
                 raise NotFound(f"no trial with id {trial_id}")
+
+    def set_trial_flags(
+        self, trial_id: int, *, pinned: bool | None = None, vetoed: bool | None = None
+    ) -> Trial:
+        changes: dict[str, Any] = {"trial_id": trial_id}
+        if pinned is not None:
+            changes["pinned"] = pinned
+        if vetoed is not None:
+            changes["vetoed"] = vetoed
+        if len(changes) == 1:
+            return self.get_trial(trial_id)
+        with self._transaction() as connection:
+            row = connection.execute(_SET_FLAGS, changes).one_or_none()
+        if row is None:
+            raise NotFound(f"no trial with id {trial_id}")
+        return _trial(row)
+
+    def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
+        statement = select(TrialRow).where(TrialRow.campaign_id == campaign_id)
+        if query.statuses:
+            statement = statement.where(TrialRow.status.in_([str(s) for s in query.statuses]))
+        if query.labels:
+            statement = statement.where(TrialRow.label.in_([str(label) for label in query.labels]))
+        if query.min_score is not None:
+            statement = statement.where(TrialRow.score >= query.min_score)
+        if query.max_score is not None:
+            statement = statement.where(TrialRow.score <= query.max_score)
+        by_score = query.sort in (TrialSort.SCORE, TrialSort.SCORE_DESC)
+        descending = query.sort in (TrialSort.NUMBER_DESC, TrialSort.SCORE_DESC)
+        if by_score:  # unscored trials come last, in order of number
+            statement = statement.where(TrialRow.score.is_not(None))
+        if query.after is not None:
+            value, number = _decode_cursor(query.after)
+            if by_score:
+                if value is None:
+                    raise ConfigError(f"not a cursor of a page sorted by score: {query.after!r}")
+                beyond = TrialRow.score < value if descending else TrialRow.score > value
+                statement = statement.where(
+                    or_(beyond, and_(TrialRow.score == value, TrialRow.number > number))
+                )
+            else:
+                statement = statement.where(
+                    TrialRow.number < number if descending else TrialRow.number > number
+                )
+        if by_score:
+            score = TrialRow.score.desc() if descending else TrialRow.score.asc()
+            statement = statement.order_by(score, TrialRow.number.asc())
+        else:
+            statement = statement.order_by(TrialRow.number.desc() if descending else TrialRow.number.asc())
+        limit = max(1, min(query.limit, 1000))
+        with self._transaction() as connection:
+            rows = connection.execute(statement.limit(limit + 1)).all()
+            if not rows:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+        trials = tuple(_trial(row) for row in rows[:limit])
+        last = trials[-1] if len(rows) > limit else None
+        following = _encode_cursor(last.score if by_score else None, last.number) if last else None
+        return TrialPage(trials, following)
+
+    def ancestors(self, trial_id: int) -> list[Trial]:
+        chain = (
+            select(TrialRow.id, TrialRow.parent_id)
+            .where(TrialRow.id == trial_id)
+            .cte("chain", recursive=True)
+        )
+        chain = chain.union_all(
+            select(TrialRow.id, TrialRow.parent_id).join(chain, TrialRow.id == chain.c.parent_id)
+        )
+        statement = select(TrialRow).join(chain, TrialRow.id == chain.c.id).where(TrialRow.id != trial_id)
+        with self._transaction() as connection:
+            trial = self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
+            rows = connection.execute(statement).all()
+        by_id = {row.id: _trial(row) for row in rows}
+        ordered, current = [], trial.parent_id
+        while current is not None:  # from the parent up to the root, then reversed: root first
+            ordered.append(by_id[current])
+            current = by_id[current].parent_id
+        return ordered[::-1]
+
+    def trial_events(self, campaign_id: int, *, after: int = 0, limit: int = 500) -> list[TrialEvent]:
+        with self._transaction() as connection:
+            rows = connection.execute(
+                _EVENTS_AFTER, {"campaign_id": campaign_id, "after": after, "limit": limit}
+            ).all()
+        return [
+            TrialEvent(r.id, r.campaign_id, r.trial_id, r.number, TrialStatus(r.status), r.at) for r in rows
+        ]
 
     def get_trial(self, trial_id: int) -> Trial:
         with self._transaction() as connection:
@@ -883,6 +1052,36 @@ class SqlStore(Store):
                 Role(role): Usage(int(calls), int(i), int(o), int(c), float(d or 0.0), int(unpriced))
                 for role, calls, i, o, c, d, unpriced in rows
             }
+
+    # API tokens ------------------------------------------------------------------------------
+    def add_token(self, *, name: str, scope: Scope, token_hash: str, prefix: str) -> ApiToken:
+        values = {
+            "name": name,
+            "scope": scope,
+            "token_hash": token_hash,
+            "prefix": prefix,
+            "created_at": utc_now(),
+        }
+        with self._transaction() as connection:
+            return _token(connection.execute(_INSERT_TOKEN, values).one())
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        with self._transaction() as connection:
+            row = connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).one_or_none()
+        return _token(row) if row is not None else None
+
+    def revoke_token(self, token_id: int) -> ApiToken:
+        with self._transaction() as connection:
+            row = connection.execute(
+                _REVOKE_TOKEN, {"token_id": token_id, "revoked_at": utc_now()}
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"no API token with id {token_id}")
+        return _token(row)
+
+    def list_tokens(self) -> list[ApiToken]:
+        with self._transaction() as connection:
+            return [_token(row) for row in connection.execute(_TOKENS)]
 
     # workers ---------------------------------------------------------------------------------
     def register_worker(self, name: str, *, queues: Sequence[str], capacity: Mapping[str, Any]) -> None:
