@@ -607,6 +607,10 @@ def resume(
     settings = load_settings()
     with _store(settings) as store:
         campaign = store.get_campaign(campaign_ref)
+        if campaign.status is CampaignStatus.CANCELLED:
+            raise ConfigError(
+                f"campaign {campaign.name!r} was cancelled; start a new one with `autoresearch run`"
+            )
         if (trials is not None and trials < 1) or (concurrency is not None and concurrency < 1):
             raise ConfigError("--trials and --concurrency must be at least 1")
         agents = AgentsConfig.of(campaign.agents)

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from autoresearch.adapters.catalog import CatalogProposer
 from autoresearch.adapters.db import SqlStore
-from autoresearch.domain.model import FailureLabel, IdeaOrigin, TrialResult, TrialStatus
+from autoresearch.domain.diffs import make_diff
+from autoresearch.domain.model import (
+    CampaignStatus,
+    FailureLabel,
+    IdeaOrigin,
+    Trial,
+    TrialResult,
+    TrialStatus,
+)
 from autoresearch.domain.placement import GpuPool
 from autoresearch.environment import Resources, load_environment
 from autoresearch.errors import ConfigError
-from autoresearch.services.campaign import CampaignController, create_campaign
+from autoresearch.services.campaign import STEERING_POLL_S, CampaignController, create_campaign
+from autoresearch.services.proposer import Proposal
 from autoresearch.services.runner import TrialJob
 from autoresearch.testing import ENVIRONMENTS_DIR
 
@@ -137,3 +149,93 @@ def test_a_preset_needing_more_gpus_than_the_machine_has_is_refused(store: SqlSt
     )
     with pytest.raises(ConfigError, match="needs 2 GPUs"):
         CampaignController(store, campaign, env, ScoreRecipe(), CatalogProposer(env), gpus=GpuPool(["0"]))  # type: ignore[arg-type]
+
+
+class Steered(ScoreRecipe):
+    """Scores the recipe; before trial `at` returns, does what a person would do through the API."""
+
+    def __init__(self, at: int, action: Callable[[TrialJob], None], pause_s: float = 0.0) -> None:
+        self.at, self.action, self.pause_s = at, action, pause_s
+
+    def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
+        if job.number == self.at:
+            self.action(job)
+            time.sleep(self.pause_s)  # long enough for the controller to read the change
+        time.sleep(0.05)  # trials take a moment, so a campaign does not end before it is steered
+        return super().run(job, cancel)
+
+
+@pytest.mark.parametrize("status", [CampaignStatus.STOPPED, CampaignStatus.CANCELLED])
+def test_a_campaign_paused_or_cancelled_from_outside_stops_and_keeps_that_status(
+    store: SqlStore, status: CampaignStatus
+) -> None:
+    runner = Steered(2, lambda job: store.set_campaign_status(job.campaign_id, status), pause_s=1.2)
+    outcome = _controller(store, runner, trials=30).run()
+    counted = store.list_trials(outcome.campaign.id, statuses=(TrialStatus.SUCCEEDED, TrialStatus.FAILED))
+    assert outcome.campaign.status is status and outcome.stopped_by_user
+    assert len(counted) < 20  # it stopped early, not at its budget of 30
+
+
+def test_a_budget_raised_while_running_is_spent_and_a_seeded_idea_is_run(store: SqlStore) -> None:
+    seeded = "Move y to -1 (a person's idea)"
+
+    def steer(job: TrialJob) -> None:
+        store.set_campaign_limits(job.campaign_id, trial_budget=6)
+        baseline = store.get_trial_by_number(job.campaign_id, 0)
+        diff = (
+            "--- a/recipe.py\n+++ b/recipe.py\n@@ -1,3 +1,3 @@\n x = 0.0\n-y = 0.0\n+y = -1.0\n params = 10\n"
+        )
+        store.add_idea(
+            job.campaign_id,
+            hypothesis=seeded,
+            origin=IdeaOrigin.USER,
+            parent_trial_ids=(baseline.id,),
+            diff=diff,
+        )
+
+    outcome = _controller(store, Steered(1, steer, pause_s=0.6), trials=3).run()
+    trials = store.list_trials(outcome.campaign.id)
+    by_idea = {store.get_idea(t.idea_id).hypothesis: t for t in trials}
+    assert sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials) == 6
+    assert by_idea[seeded].score == 10.0  # (0 - 3)^2 + (-1 + 1)^2 + 1: the seeded patch ran
+
+
+class EndlessMutations:
+    """A fresh value of x for any parent, every time: a proposer that never runs dry."""
+
+    def propose(
+        self, parent: Trial, code: Mapping[str, str], lineage: object, rng: random.Random, surface: object
+    ) -> Proposal:
+        old = code["recipe.py"]
+        value = round(rng.uniform(-10, 10), 6)
+        new = "\n".join(f"x = {value}" if line.startswith("x = ") else line for line in old.split("\n"))
+        diff = make_diff({"recipe.py": old}, {"recipe.py": new})
+        return Proposal(f"x = {value}", IdeaOrigin.MUTATION, diff, "hyperparameters", f"x={value}")
+
+
+def test_a_vetoed_trial_is_never_a_parent_and_a_pinned_one_is_chosen_more(store: SqlStore) -> None:
+    def children_of_trial_1(pin: bool) -> int:
+        steered_at: list[datetime] = []
+
+        def steer(job: TrialJob) -> None:
+            store.set_trial_flags(store.get_trial_by_number(job.campaign_id, 0).id, vetoed=True)
+            store.set_trial_flags(store.get_trial_by_number(job.campaign_id, 1).id, pinned=pin)
+            steered_at.append(datetime.now(UTC))
+
+        campaign = create_campaign(
+            store, ENV, preset=None, strategy="evolve", trials=40, concurrency=2, seed=0, name=None, goal=""
+        )
+        runner = Steered(2, steer, pause_s=0.6)
+        CampaignController(store, campaign, ENV, runner, EndlessMutations()).run()  # type: ignore[arg-type]
+        trials = store.list_trials(campaign.id)
+        read_by = steered_at[0] + timedelta(
+            seconds=STEERING_POLL_S + 0.2
+        )  # the controller has read the flags
+        later = [t for t in trials if t.created_at is not None and t.created_at > read_by]
+        assert len(later) >= 20 and all(
+            t.parent_id != trials[0].id for t in later
+        )  # never the vetoed baseline
+        return sum(t.parent_id == trials[1].id for t in later)
+
+    pinned, unpinned = children_of_trial_1(pin=True), children_of_trial_1(pin=False)
+    assert pinned >= 10 and pinned > 2 * unpinned  # about half the later trials build on the pinned one

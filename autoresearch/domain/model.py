@@ -89,6 +89,7 @@ class CampaignStatus(enum.StrEnum):
     RUNNING = "running"  # a controller is (or was, until it died) driving it
     STOPPED = "stopped"  # stopped by the user; `resume` carries on
     FINISHED = "finished"  # reached its trial budget
+    CANCELLED = "cancelled"  # ended by the user for good: nothing resumes it
 
 
 class IdeaOrigin(enum.StrEnum):

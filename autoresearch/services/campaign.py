@@ -8,9 +8,11 @@ never run again, and trials that were in flight are run again as retries.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ from autoresearch.settings import Settings
 
 COUNTED = (TrialStatus.SUCCEEDED, TrialStatus.FAILED)  # interrupted trials do not use up the budget
 MAX_TRIES = 3  # runs of one trial whose worker keeps dying, before its worker_lost label stays
+STEERING_POLL_S = 0.5  # how often a running campaign reads what was changed through the API
 _PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
 _DUPLICATES_IN_A_ROW = 16  # near-duplicate ideas in a row before concluding the same
 
@@ -197,6 +200,12 @@ class CampaignController:
         self.analyst = analyst
         self.proposer_stopped = ""
         self.exhausted = False  # the proposer had nothing left for any parent
+        self.steered_at = -math.inf  # when the campaign's record was last read for changes made outside
+        self.steered_stop = False  # paused or cancelled from outside
+        self.pinned: set[int] = set()
+        self.vetoed: set[int] = set()
+        self.last_idea_id = 0  # ideas after this one are new to the controller
+        self.unimplemented: list[Idea] = []  # ideas with no trial yet, implemented before any new one
         if execution is None:
             if runner is None:
                 raise ValueError("a campaign run in this process needs a runner")
@@ -235,6 +244,7 @@ class CampaignController:
                 running[execution.watch(trial)] = trial
                 self.observer.trial_started(trial, self.lineage.idea_of(trial))
             while True:
+                self._follow_steering(cancel)
                 while self._start_run(running, cancel) or self._start_implementation(
                     running, implementing, cancel
                 ):
@@ -254,10 +264,13 @@ class CampaignController:
                         self._finished(future.result(), retry=not cancel.is_set())
         finally:
             execution.close()
+        self._follow_steering(cancel, now=True)  # a pause in the last moments is not overwritten below
         stopped = cancel.is_set()
         if not stopped:
             store.set_campaign_status(campaign.id, CampaignStatus.FINISHED)
-        elif not execution.detached:  # on the cluster, stopping one controller leaves the campaign running
+        elif not (execution.detached or self.steered_stop):
+            # On the cluster, stopping one controller leaves the campaign running for the next; a pause or
+            # a cancel from the API has set its status already.
             store.set_campaign_status(campaign.id, CampaignStatus.STOPPED)
         if execution.broken:
             self.observer.note(f"stopped starting trials: {execution.broken}; fix it, then resume")
@@ -274,6 +287,39 @@ class CampaignController:
             best=self.lineage.trials[best_id[0]] if best_id else None,
             baseline=self.lineage.trials.get(self.baseline_id),
         )
+
+    def _follow_steering(self, cancel: threading.Event, *, now: bool = False) -> None:
+        """Take in what people changed through the API, at most every STEERING_POLL_S: a pause or cancel,
+        new limits, ideas they seeded, trials they pinned or vetoed."""
+        if not now and time.monotonic() - self.steered_at < STEERING_POLL_S:
+            return
+        self.steered_at = time.monotonic()
+        self.campaign = self.store.get_campaign(self.campaign.id)
+        if self.campaign.status is not CampaignStatus.RUNNING and not cancel.is_set():
+            self.steered_stop = True
+            self.observer.note(f"the campaign was {self.campaign.status} from outside: stopping")
+            cancel.set()
+        for idea in self.store.list_ideas(self.campaign.id, after=self.last_idea_id):
+            self.last_idea_id = max(self.last_idea_id, idea.id)
+            if idea.id not in self.lineage.ideas:
+                self.lineage.add_idea(idea)
+                if idea.parent_trial_ids and idea.duplicate_of is None:
+                    self.unimplemented.append(idea)
+                    self.exhausted = False  # a person gave it something new to try
+                    self.observer.note(f"idea {idea.id} was seeded: {idea.title}")
+        steered = self.store.steered_trials(self.campaign.id)
+        self.pinned = {t.id for t in steered if t.pinned and t.is_scored}
+        self.vetoed = {t.id for t in steered if t.vetoed}
+
+    def _choose_parent(self, rng: random.Random) -> Trial | None:
+        """The strategy's choice, never a vetoed trial; half the time a pinned one, while there are any."""
+        if self.pinned and rng.random() < 0.5:
+            return self.lineage.trials[rng.choice(sorted(self.pinned))]
+        for _ in range(_PARENT_TRIES):
+            chosen = self.strategy.choose_parent(self.population, rng)
+            if chosen not in self.vetoed:
+                return self.lineage.trials[chosen]
+        return None
 
     def _start_run(self, running: dict[Future[Trial], Trial], cancel: threading.Event) -> bool:
         if cancel.is_set() or self.execution.broken or not self.ready:
@@ -329,7 +375,9 @@ class CampaignController:
 
     def _load(self) -> None:
         trials = self.store.list_trials(self.campaign.id)
-        self.lineage = Lineage.of(self.store.list_ideas(self.campaign.id), trials)
+        ideas = self.store.list_ideas(self.campaign.id)
+        self.lineage = Lineage.of(ideas, trials)
+        self.last_idea_id = max((idea.id for idea in ideas), default=0)
         retried = {t.retry_of for t in trials if t.retry_of is not None}
         with_trials = {t.idea_id for t in trials}
         self.unimplemented = [
@@ -389,7 +437,10 @@ class CampaignController:
         surface = self._next_surface()
         parents_tried = duplicates = 0
         while parents_tried < _PARENT_TRIES and duplicates < _DUPLICATES_IN_A_ROW:
-            parent = self.lineage.trials[self.strategy.choose_parent(self.population, rng)]
+            parent = self._choose_parent(rng)
+            if parent is None:
+                parents_tried += 1
+                continue
             proposal = self.proposer.propose(parent, self.code_of(parent.id), self.lineage, rng, surface)
             if proposal is None:
                 parents_tried += 1

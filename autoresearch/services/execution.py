@@ -25,6 +25,7 @@ from autoresearch.services.runner import TrialJob, TrialRunner
 from autoresearch.services.store import Store
 
 log = logging.getLogger(__name__)
+_MAX_LOCAL_TRIALS = 64
 
 
 class Execution(Protocol):
@@ -119,7 +120,11 @@ class LocalExecution:
         self.seed = seed
         self.gpus = gpus if gpu_need > 0 else None  # a CPU preset takes no GPU room
         self.gpu_need = gpu_need
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="trial")
+        # Threads start as trials need them; the controller keeps within the campaign's concurrency, which
+        # a person may raise while it runs.
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(concurrency, _MAX_LOCAL_TRIALS), thread_name_prefix="trial"
+        )
         self.broken = ""
 
     def recover(self, campaign_id: int) -> list[Trial]:

@@ -109,8 +109,8 @@ class Store(ABC):
     def get_idea(self, idea_id: int) -> Idea: ...
 
     @abstractmethod
-    def list_ideas(self, campaign_id: int) -> list[Idea]:
-        """In order of id."""
+    def list_ideas(self, campaign_id: int, *, after: int = 0) -> list[Idea]:
+        """In order of id; only those after idea `after` when it is given."""
 
     # trials ----------------------------------------------------------------------------------
     @abstractmethod
@@ -163,6 +163,10 @@ class Store(ABC):
         self, trial_id: int, *, pinned: bool | None = None, vetoed: bool | None = None
     ) -> Trial:
         """Pin (keep among the parents chosen from) or veto (never a parent) a trial; None leaves it."""
+
+    @abstractmethod
+    def steered_trials(self, campaign_id: int) -> list[Trial]:
+        """The campaign's pinned or vetoed trials."""
 
     @abstractmethod
     def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:

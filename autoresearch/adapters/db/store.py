@@ -136,7 +136,11 @@ _RENEW_CAMPAIGN = update(CampaignRow).where(
 
 _IDEA_BY_ID = select(IdeaRow).where(IdeaRow.id == bindparam("idea_id"))
 _INSERT_IDEA = insert(IdeaRow).returning(IdeaRow)
-_IDEAS_BY_ID = select(IdeaRow).where(IdeaRow.campaign_id == bindparam("campaign_id")).order_by(IdeaRow.id)
+_IDEAS_BY_ID = (
+    select(IdeaRow)
+    .where(IdeaRow.campaign_id == bindparam("campaign_id"), IdeaRow.id > bindparam("after"))
+    .order_by(IdeaRow.id)
+)
 
 _TRIAL_BY_ID = select(TrialRow).where(TrialRow.id == bindparam("trial_id"))
 _FIRST_TRIAL_OF_IDEA = select(TrialRow).where(
@@ -195,6 +199,11 @@ _INTERRUPT = (
 )
 
 _SET_ANALYSIS = update(TrialRow).where(TrialRow.id == bindparam("trial_id"))
+_STEERED = (
+    select(TrialRow)
+    .where(TrialRow.campaign_id == bindparam("campaign_id"), or_(TrialRow.pinned, TrialRow.vetoed))
+    .order_by(TrialRow.number)
+)
 _SET_FLAGS = update(TrialRow).where(TrialRow.id == bindparam("trial_id")).returning(TrialRow)
 _INSERT_EVENT = insert(TrialEventRow)
 _EVENTS_AFTER = (
@@ -667,9 +676,10 @@ class SqlStore(Store):
         with self._transaction() as connection:
             return _idea(self._require(connection, _IDEA_BY_ID, {"idea_id": idea_id}, "idea"))
 
-    def list_ideas(self, campaign_id: int) -> list[Idea]:
+    def list_ideas(self, campaign_id: int, *, after: int = 0) -> list[Idea]:
         with self._transaction() as connection:
-            ideas = [_idea(row) for row in connection.execute(_IDEAS_BY_ID, {"campaign_id": campaign_id})]
+            params = {"campaign_id": campaign_id, "after": after}
+            ideas = [_idea(row) for row in connection.execute(_IDEAS_BY_ID, params)]
             if not ideas:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
             return ideas
@@ -837,6 +847,10 @@ class SqlStore(Store):
         if row is None:
             raise NotFound(f"no trial with id {trial_id}")
         return _trial(row)
+
+    def steered_trials(self, campaign_id: int) -> list[Trial]:
+        with self._transaction() as connection:
+            return [_trial(row) for row in connection.execute(_STEERED, {"campaign_id": campaign_id})]
 
     def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
         statement = select(TrialRow).where(TrialRow.campaign_id == campaign_id)
