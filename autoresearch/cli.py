@@ -44,6 +44,7 @@ from autoresearch.domain.model import (
     Direction,
     Idea,
     IdeaOrigin,
+    Scope,
     Trial,
     TrialStatus,
 )
@@ -52,6 +53,7 @@ from autoresearch.domain.strategies import STRATEGIES
 from autoresearch.environment import Environment, discover, find_environment, load_environment
 from autoresearch.errors import AutoresearchError, ConfigError, StoreError
 from autoresearch.services import reports
+from autoresearch.services.auth import issue_token
 from autoresearch.services.campaign import (
     CampaignController,
     CampaignOutcome,
@@ -832,6 +834,58 @@ def api(
     from autoresearch.api.app import serve  # FastAPI loads only for this command
 
     serve(host, port, load_settings())
+
+
+# -- API tokens ---------------------------------------------------------------------------------
+token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[
+        Scope, typer.Option(help="read: browse; write: also submit and steer; admin: also tokens.")
+    ],
+    name: Annotated[str, typer.Option(help="What the token is for, shown in listings.")] = "",
+) -> None:
+    """Create an API token. It is printed once, here, and stored only as a hash."""
+    settings = load_settings()
+    with _store(settings) as store:
+        secret, token = issue_token(store, name=name or f"{scope}-token", scope=scope)
+    errors.print(f"token {token.id} ({token.scope}, {token.name!r}); keep it, it is not shown again:")
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+@token_app.command("list")
+def token_list(as_json: JsonOpt = False) -> None:
+    """List API tokens (never their secrets)."""
+    settings = load_settings()
+    with _store(settings) as store:
+        tokens = store.list_tokens()
+    if as_json:
+        _print_json([dataclasses.asdict(t) for t in tokens])
+        return
+    table = Table("id", "name", "scope", "starts with", "created", "revoked")
+    for t in tokens:
+        revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "-"
+        table.add_row(
+            str(t.id),
+            t.name,
+            str(t.scope),
+            f"{t.prefix}...",
+            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            revoked,
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (see `token list`).")]) -> None:
+    """Revoke an API token: requests with it are refused from now on."""
+    settings = load_settings()
+    with _store(settings) as store:
+        token = store.revoke_token(token_id)
+    console.print(f"revoked token {token.id} ({token.name!r})")
 
 
 # -- browsing -----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch.adapters.db import open_store
-from autoresearch.domain.model import FailureLabel, TrialStatus
+from autoresearch.domain.model import FailureLabel, Scope, TrialStatus
+from autoresearch.services.auth import authenticate
 from autoresearch.testing import ENVIRONMENTS_DIR
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -274,3 +275,19 @@ def test_an_llm_campaign_over_real_http_shows_ideas_attempts_revisions_and_notes
     shown = cli("trial", f"llm:{revised['trial']['number']}").stdout
     assert "patch attempt 2" in shown and "analyst:" in shown and "implementer@v1" in shown
     assert report["llm"]["failed_calls"] >= 1  # the stand-in's malformed first proposal, re-asked
+
+
+def test_an_api_token_is_shown_once_stored_as_a_hash_and_revocable(cli: Cli, sqlite_url: str) -> None:
+    created = cli("token", "create", "--scope", "write", "--name", "ci")
+    secret = created.stdout.strip()
+    assert secret.startswith("ar_") and "not shown again" in created.stderr
+    store = open_store(sqlite_url)
+    [token] = store.list_tokens()
+    assert authenticate(store, secret) == token and token.scope is Scope.WRITE
+    listed = cli("token", "list").stdout + cli("token", "list", "--json").stdout
+    assert secret not in listed and token.prefix in listed
+    cli("token", "revoke", str(token.id))
+    assert authenticate(store, secret) is None
+    store.close()
+    assert "no API token with id 99" in cli("token", "revoke", "99", check=False).stderr
+    assert cli("token", "create", "--scope", "root", check=False).returncode == 2  # not a scope
