@@ -755,3 +755,30 @@ def test_tokens_are_found_by_hash_until_revoked(store: Store) -> None:
     assert store.list_tokens() == [revoked]
     with pytest.raises(NotFound):
         store.revoke_token(999)
+
+
+def test_a_campaign_moves_only_from_the_statuses_given(store: Store) -> None:
+    campaign = make_campaign(store)
+    paused = store.move_campaign(
+        campaign.id, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.STOPPED
+    )
+    assert paused is not None and paused.status is CampaignStatus.STOPPED
+    assert (
+        store.move_campaign(campaign.id, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.FINISHED)
+        is None
+    )
+    assert store.get_campaign(campaign.id).status is CampaignStatus.STOPPED
+    with pytest.raises(NotFound):
+        store.move_campaign(999, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.STOPPED)
+
+
+def test_lineage_entries_give_numbers_titles_and_flags_in_one_read(store: Store) -> None:
+    campaign = make_campaign(store)
+    root = make_trial(store, campaign.id)
+    child = make_trial(store, campaign.id, parent_id=root.id)
+    retry = store.add_trial(campaign.id, idea_id=child.idea_id, parent_id=root.id, seed=7, retry_of=child.id)
+    store.set_trial_flags(child.id, vetoed=True)
+    entries = store.lineage_entries(campaign.id)
+    assert [(e.number, e.parent, e.retry_of) for e in entries] == [(0, None, None), (1, 0, None), (2, 0, 1)]
+    assert entries[1].title == "rmsnorm: use rmsnorm" and entries[1].vetoed and not entries[0].vetoed
+    assert retry.number == 2 and store.lineage_entries(make_campaign(store, name="empty").id) == []

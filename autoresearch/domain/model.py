@@ -143,10 +143,14 @@ class Idea:
     @property
     def title(self) -> str:
         """A short label: the key and the hypothesis up to its first colon or full stop."""
-        if self.origin is IdeaOrigin.BASELINE:
-            return "baseline"
-        head = headline(self.hypothesis)
-        return f"{self.key}: {head}" if self.key and self.origin is IdeaOrigin.CATALOG else head
+        return idea_title(self.origin, self.key, self.hypothesis)
+
+
+def idea_title(origin: IdeaOrigin, key: str, hypothesis: str) -> str:
+    if origin is IdeaOrigin.BASELINE:
+        return "baseline"
+    head = headline(hypothesis)
+    return f"{key}: {head}" if key and origin is IdeaOrigin.CATALOG else head
 
 
 def headline(hypothesis: str) -> str:
@@ -363,3 +367,19 @@ class TrialQuery:
 class TrialPage:
     trials: tuple[Trial, ...]
     next: str | None  # the cursor of the following page; None on the last one
+
+
+@dataclass(frozen=True)
+class LineageEntry:
+    """One trial as the lineage graph shows it: numbers instead of ids, its idea's title and origin."""
+
+    number: int
+    parent: int | None
+    retry_of: int | None
+    status: TrialStatus
+    label: FailureLabel | None
+    score: float | None
+    title: str
+    origin: IdeaOrigin
+    pinned: bool
+    vetoed: bool

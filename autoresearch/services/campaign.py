@@ -266,12 +266,14 @@ class CampaignController:
             execution.close()
         self._follow_steering(cancel, now=True)  # a pause in the last moments is not overwritten below
         stopped = cancel.is_set()
+        # Guarded: a pause or cancel from the API in the last moment wins. On the cluster, stopping one
+        # controller leaves the campaign running for the next.
         if not stopped:
-            store.set_campaign_status(campaign.id, CampaignStatus.FINISHED)
+            store.move_campaign(
+                campaign.id, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.FINISHED
+            )
         elif not (execution.detached or self.steered_stop):
-            # On the cluster, stopping one controller leaves the campaign running for the next; a pause or
-            # a cancel from the API has set its status already.
-            store.set_campaign_status(campaign.id, CampaignStatus.STOPPED)
+            store.move_campaign(campaign.id, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.STOPPED)
         if execution.broken:
             self.observer.note(f"stopped starting trials: {execution.broken}; fix it, then resume")
         if self.exhausted and not stopped:

@@ -19,6 +19,7 @@ from autoresearch.domain.model import (
     Idea,
     IdeaOrigin,
     Lease,
+    LineageEntry,
     LLMCall,
     Patch,
     Role,
@@ -63,6 +64,13 @@ class Store(ABC):
 
     @abstractmethod
     def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None: ...
+
+    @abstractmethod
+    def move_campaign(
+        self, campaign_id: int, *, sources: Collection[CampaignStatus], target: CampaignStatus
+    ) -> Campaign | None:
+        """Move the campaign to `target` if it is in one of `sources`, in one guarded statement: the moved
+        campaign, or None when its status was another (someone moved it first)."""
 
     @abstractmethod
     def set_campaign_limits(
@@ -163,6 +171,14 @@ class Store(ABC):
         self, trial_id: int, *, pinned: bool | None = None, vetoed: bool | None = None
     ) -> Trial:
         """Pin (keep among the parents chosen from) or veto (never a parent) a trial; None leaves it."""
+
+    @abstractmethod
+    def trial_numbers(self, trial_ids: Collection[int]) -> dict[int, int]:
+        """Each trial's number by its id, in one query; NotFound for an id with no trial."""
+
+    @abstractmethod
+    def lineage_entries(self, campaign_id: int) -> list[LineageEntry]:
+        """Every trial as the lineage graph shows it, in order of number, in one query."""
 
     @abstractmethod
     def steered_trials(self, campaign_id: int) -> list[Trial]:

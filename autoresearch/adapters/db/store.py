@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import aliased
 
 from autoresearch.adapters.db import migrate
 from autoresearch.adapters.db.models import (
@@ -66,6 +67,7 @@ from autoresearch.domain.model import (
     Idea,
     IdeaOrigin,
     Lease,
+    LineageEntry,
     LLMCall,
     Patch,
     Role,
@@ -80,6 +82,7 @@ from autoresearch.domain.model import (
     Usage,
     WorkerInfo,
     allowed_sources,
+    idea_title,
 )
 from autoresearch.errors import ConfigError, Conflict, NotFound, StoreError
 from autoresearch.services.store import Store
@@ -578,6 +581,22 @@ class SqlStore(Store):
     def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None:
         self._update_campaign(campaign_id, {"status": status})
 
+    def move_campaign(
+        self, campaign_id: int, *, sources: Collection[CampaignStatus], target: CampaignStatus
+    ) -> Campaign | None:
+        statement = (
+            update(CampaignRow)
+            .where(CampaignRow.id == campaign_id, CampaignRow.status.in_([str(s) for s in sources]))
+            .values(status=target)
+            .returning(CampaignRow)
+        )
+        with self._transaction() as connection:
+            row = connection.execute(statement).one_or_none()
+            if row is None:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+                return None
+            return _campaign(row)
+
     def set_campaign_limits(
         self,
         campaign_id: int,
@@ -847,6 +866,56 @@ class SqlStore(Store):
         if row is None:
             raise NotFound(f"no trial with id {trial_id}")
         return _trial(row)
+
+    def trial_numbers(self, trial_ids: Collection[int]) -> dict[int, int]:
+        statement = select(TrialRow.id, TrialRow.number).where(TrialRow.id.in_(list(trial_ids)))
+        with self._transaction() as connection:
+            found = {row.id: row.number for row in connection.execute(statement)}
+        if missing := set(trial_ids) - found.keys():
+            raise NotFound(f"no trial with id {min(missing)}")
+        return found
+
+    def lineage_entries(self, campaign_id: int) -> list[LineageEntry]:
+        parent, retried = aliased(TrialRow), aliased(TrialRow)
+        statement = (
+            select(
+                TrialRow.number,
+                parent.number.label("parent_number"),
+                retried.number.label("retry_of_number"),
+                TrialRow.status,
+                TrialRow.label,
+                TrialRow.score,
+                TrialRow.pinned,
+                TrialRow.vetoed,
+                IdeaRow.hypothesis,
+                IdeaRow.origin,
+                IdeaRow.key,
+            )
+            .join(IdeaRow, IdeaRow.id == TrialRow.idea_id)
+            .outerjoin(parent, parent.id == TrialRow.parent_id)
+            .outerjoin(retried, retried.id == TrialRow.retry_of)
+            .where(TrialRow.campaign_id == campaign_id)
+            .order_by(TrialRow.number)
+        )
+        with self._transaction() as connection:
+            rows = connection.execute(statement).all()
+            if not rows:
+                self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
+        return [
+            LineageEntry(
+                number=r.number,
+                parent=r.parent_number,
+                retry_of=r.retry_of_number,
+                status=TrialStatus(r.status),
+                label=FailureLabel(r.label) if r.label is not None else None,
+                score=r.score,
+                title=idea_title(IdeaOrigin(r.origin), r.key, r.hypothesis),
+                origin=IdeaOrigin(r.origin),
+                pinned=r.pinned,
+                vetoed=r.vetoed,
+            )
+            for r in rows
+        ]
 
     def steered_trials(self, campaign_id: int) -> list[Trial]:
         with self._transaction() as connection:
