@@ -1,0 +1,68 @@
+"""What routes take as arguments: the store, the settings, the artifact store, and the campaign or trial
+a path names. Each is looked up once per request; a missing campaign or trial is a 404 from here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from autoresearch.adapters.artifacts import ArtifactStore
+from autoresearch.api.numbers import TrialNumbers
+from autoresearch.api.settings import ApiSettings
+from autoresearch.domain.model import Campaign, Trial
+from autoresearch.services.store import Store
+from autoresearch.settings import Settings
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _api_settings(request: Request) -> ApiSettings:
+    api_settings: ApiSettings = request.app.state.api_settings
+    return api_settings
+
+
+def _trial_numbers(request: Request) -> TrialNumbers:
+    numbers: TrialNumbers = request.app.state.trial_numbers
+    return numbers
+
+
+def _artifacts(request: Request) -> ArtifactStore:
+    artifacts: ArtifactStore = request.app.state.artifacts
+    return artifacts
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ApiSettingsDep = Annotated[ApiSettings, Depends(_api_settings)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
+NumbersDep = Annotated[TrialNumbers, Depends(_trial_numbers)]
+
+
+def _campaign(
+    ref: Annotated[str, Path(description="The campaign's name, or its id.", examples=["nanogpt-speedrun"])],
+    store: StoreDep,
+) -> Campaign:
+    return store.get_campaign(ref)
+
+
+CampaignDep = Annotated[Campaign, Depends(_campaign)]
+
+
+def _trial(
+    number: Annotated[int, Path(ge=0, description="The trial's number in its campaign (0: the baseline).")],
+    campaign: CampaignDep,
+    store: StoreDep,
+) -> Trial:
+    return store.get_trial_by_number(campaign.id, number)
+
+
+TrialDep = Annotated[Trial, Depends(_trial)]
