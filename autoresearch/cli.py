@@ -19,9 +19,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic_core import to_jsonable_python
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -66,6 +67,9 @@ from autoresearch.services.runner import TrialRunner, prepare_data
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from autoresearch.adapters.api_client import ApiClient
+
 app = typer.Typer(
     help="Execution-grounded auto-research: propose ideas, patch a training recipe, run sandboxed trials, "
     "evolve on measured scores.",
@@ -77,6 +81,15 @@ console = Console()
 errors = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ApiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        metavar="URL",
+        help="Use the API at URL (e.g. http://host:8000) instead of the local database; "
+        "its token comes from AUTORESEARCH_API_TOKEN.",
+    ),
+]
 
 
 def main() -> None:
@@ -99,7 +112,8 @@ def _store(settings: Settings) -> Iterator[Store]:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    # Encoded as the API encodes it (ISO 8601 times in UTC with Z), so local and --api output are one.
+    sys.stdout.write(json.dumps(data, indent=2, default=to_jsonable_python) + "\n")
 
 
 @app.callback(invoke_without_command=True)
@@ -248,7 +262,7 @@ class LiveView:
                 str(number),
                 "" if trial.parent_id is None else str(parents.get(trial.parent_id, "?")),
                 idea.title,
-                _status_text(trial),
+                _status_text(trial.status, trial.label),
                 f"{trial.score:.4f}" if trial.score is not None else "",
                 f"{best:.4f}" if best is not None else "",
                 f"{trial.duration_s:.0f}s" if trial.duration_s else "",
@@ -272,14 +286,14 @@ def _print_diff(diff: str) -> None:
         console.print(diff, markup=False, highlight=False, soft_wrap=True, end="")
 
 
-def _status_text(trial: Trial) -> Text:
+def _status_text(status: str, label: str | None) -> Text:
     colour = {
         TrialStatus.SUCCEEDED: "green",
         TrialStatus.FAILED: "red",
         TrialStatus.INTERRUPTED: "yellow",
         TrialStatus.RUNNING: "cyan",
-    }.get(trial.status, "white")
-    return Text(str(trial.label or trial.status), style=colour)
+    }.get(TrialStatus(status), "white")
+    return Text(label or status, style=colour)
 
 
 def _drive(
@@ -493,9 +507,36 @@ def run(
             "database and broker) and follow it; Ctrl-C stops following, not the campaign."
         ),
     ] = False,
+    api: ApiOpt = None,
 ) -> None:
     """Start a campaign: propose, implement, run and score trials until the budget is spent."""
     settings = load_settings()
+    if api:
+        local_only = {"--gpus": gpus, "--role-budget": role_budget, "--distributed": distributed or None}
+        local_only |= {"--ideas-per-call": ideas_per_call != 4 or None, "--revisions": revisions != 2 or None}
+        local_only |= {"--no-preflight": not preflight or None}
+        if given := [option for option, value in local_only.items() if value]:
+            raise ConfigError(f"{', '.join(given)}: not available with --api (the cluster runs the campaign)")
+        body = {
+            "environment": environment,
+            "preset": preset,
+            "strategy": strategy,
+            "trials": trials,
+            "concurrency": concurrency,
+            "seed": seed,
+            "name": name,
+            "goal": goal or f"improve {environment}",
+            "proposer": None if proposer_model == CATALOG else proposer_model,
+            "implementer": implementer_model,
+            "analyst": analyst_model,
+            "max_dollars": max_dollars,
+            "max_tokens": max_tokens,
+        }
+        with _api(api, settings) as client:
+            submitted = client.post("/campaigns", body)
+            console.print(f"campaign [b]{submitted['name']}[/] submitted to {api}")
+            _follow_remote(client, submitted["name"])
+        return
     env = find_environment(environment, settings.environment_search_path)
     goal = goal or _default_goal(env)
     agents = agents_config(
@@ -575,6 +616,30 @@ def _follow(store: Store, campaign: Campaign, env: Environment, poll_s: float = 
         )
         return
     _print_outcome(store, _outcome_of(store, store.get_campaign(campaign.id), env), env)
+
+
+def _follow_remote(client: ApiClient, name: str, poll_s: float = 2.0) -> None:
+    """Follow a campaign through the API until it ends (Ctrl-C stops following), then show its report."""
+    seen: dict[str, int] = {}
+    try:
+        while True:
+            campaign = client.get(f"/campaigns/{name}")
+            counts = {status: n for status, n in campaign["counts"].items() if n}
+            if counts != seen:
+                seen = counts
+                line = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trials yet"
+                console.print(
+                    f"[dim]{time.strftime('%H:%M:%S')}[/] {campaign['status']}: {line}", highlight=False
+                )
+            if campaign["status"] != CampaignStatus.RUNNING:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped following; the campaign carries on. Look again: autoresearch show {name} --api URL"
+        )
+        return
+    _print_campaign_report(client.get(f"/reports/campaigns/{name}"))
 
 
 def _outcome_of(store: Store, campaign: Campaign, env: Environment) -> CampaignOutcome:
@@ -829,11 +894,14 @@ def controller(
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (about one per core).")] = 1,
 ) -> None:
-    """Serve the REST API (migrating the database first)."""
+    """Serve the REST API and the dashboard (migrating the database first)."""
     from autoresearch.api.app import serve  # FastAPI loads only for this command
 
-    serve(host, port, load_settings())
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    serve(host, port, load_settings(), workers)
 
 
 # -- API tokens ---------------------------------------------------------------------------------
@@ -890,11 +958,15 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (s
 
 # -- browsing -----------------------------------------------------------------------------------
 @app.command()
-def campaigns(as_json: JsonOpt = False) -> None:
+def campaigns(as_json: JsonOpt = False, api: ApiOpt = None) -> None:
     """List campaigns, newest first."""
     settings = load_settings()
-    with _store(settings) as store:
-        rows = reports.campaign_rows(store, _direction_finder(settings))
+    if api:
+        with _api(api, settings) as client:
+            rows = client.get("/reports/campaigns")
+    else:
+        with _store(settings) as store:
+            rows = reports.campaign_rows(store, reports.direction_finder(settings))
     if as_json:
         _print_json(rows)
         return
@@ -915,16 +987,6 @@ def campaigns(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
-def _direction_finder(settings: Settings) -> reports.DirectionOf:
-    def direction_of(environment: str) -> Direction:
-        try:
-            return find_environment(environment, settings.environment_search_path).spec.metric.direction
-        except AutoresearchError:
-            return Direction.MINIMIZE  # the environment is gone; its campaigns still list
-
-    return direction_of
-
-
 def _fmt(score: float | None) -> str:
     return f"{score:.4f}" if score is not None else "-"
 
@@ -934,17 +996,18 @@ def show(
     campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
     as_json: JsonOpt = False,
     top: Annotated[int, typer.Option(help="Rows of the leaderboard.")] = 10,
+    api: ApiOpt = None,
 ) -> None:
     """A campaign's leaderboard, lineage tree and best diff against the baseline."""
     settings = load_settings()
-    with _store(settings) as store:
-        campaign = store.get_campaign(campaign_ref)
-        report = reports.campaign_report(
-            store, campaign, _direction_finder(settings)(campaign.environment), top=top
-        )
+    report = _campaign_report(settings, campaign_ref, top, api)
     if as_json:
         _print_json(report)
         return
+    _print_campaign_report(report)
+
+
+def _print_campaign_report(report: dict[str, Any]) -> None:
     c = report["campaign"]
     console.print(f"[b]{c['name']}[/] ({c['environment']}/{c['preset']}, {c['strategy']}) {c['status']}")
     if c["goal"]:
@@ -988,17 +1051,23 @@ def trial(
     prompts: Annotated[
         bool, typer.Option("--prompts", help="Print every LLM call's prompt and response in full.")
     ] = False,
+    api: ApiOpt = None,
 ) -> None:
     """One trial: hypothesis, patch attempts, LLM calls, analyst note, log tail, metrics."""
     settings = load_settings()
-    with _store(settings) as store:
-        found = _find_trial(store, ref)
-        report = reports.trial_report(store, found)
+    if api:
+        campaign_ref, number = _split_trial_ref(ref)
+        with _api(api, settings) as client:
+            report = client.get(f"/reports/campaigns/{campaign_ref}/trials/{number}")
+    else:
+        with _store(settings) as store:
+            report = reports.trial_report(store, _find_trial(store, ref))
     if as_json:
         _print_json(report)
         return
     t, idea = report["trial"], report["idea"]
-    console.print(f"[b]trial {t['number']}[/] of {report['campaign']} (id {t['id']}): {_status_text(found)}")
+    status = _status_text(t["status"], t["label"])
+    console.print(f"[b]trial {t['number']}[/] of {report['campaign']} (id {t['id']}): {status}")
     console.print(f"idea ({idea['origin']}, {idea['surface'] or '-'}): {idea['hypothesis']}", highlight=False)
     if idea["rationale"]:
         console.print(f"rationale: {idea['rationale']}", highlight=False)
@@ -1045,11 +1114,35 @@ def trial(
 
 
 def _find_trial(store: Store, ref: str) -> Trial:
-    campaign_ref, sep, number = ref.rpartition(":")
-    if sep:
-        if not number.isdigit():
-            raise ConfigError(f"trial {ref!r}: expected CAMPAIGN:NUMBER with a whole number")
-        return store.get_trial_by_number(store.get_campaign(campaign_ref).id, int(number))
+    if ":" in ref:
+        campaign_ref, number = _split_trial_ref(ref)
+        return store.get_trial_by_number(store.get_campaign(campaign_ref).id, number)
     if not ref.isdigit():
         raise ConfigError(f"trial {ref!r}: expected a trial id or CAMPAIGN:NUMBER")
     return store.get_trial(int(ref))
+
+
+def _split_trial_ref(ref: str) -> tuple[str, int]:
+    campaign_ref, sep, number = ref.rpartition(":")
+    if not sep or not campaign_ref or not number.isdigit():
+        raise ConfigError(f"trial {ref!r}: expected CAMPAIGN:NUMBER with a whole number")
+    return campaign_ref, int(number)
+
+
+def _campaign_report(settings: Settings, campaign_ref: str, top: int, api: str | None) -> dict[str, Any]:
+    if api:
+        with _api(api, settings) as client:
+            report: dict[str, Any] = client.get(f"/reports/campaigns/{campaign_ref}", top=top)
+            return report
+    with _store(settings) as store:
+        campaign = store.get_campaign(campaign_ref)
+        return reports.campaign_report(
+            store, campaign, reports.direction_finder(settings)(campaign.environment), top=top
+        )
+
+
+def _api(url: str, settings: Settings) -> ApiClient:
+    from autoresearch.adapters.api_client import ApiClient  # httpx loads only for --api
+
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    return ApiClient(url, token)

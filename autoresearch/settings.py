@@ -100,6 +100,9 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="JSON: model -> {input, output, cached_input, cache_write} dollars per million tokens.",
     )
+    api_token: SecretStr | None = Field(
+        default=None, description="The token the CLI sends with --api URL; never logged or stored."
+    )
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Celery broker for distributed workers."
     )

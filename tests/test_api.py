@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1407,3 +1410,75 @@ def test_the_embedded_sqlite_database_is_served_too(tmp_path: Path, sqlite_url: 
     assert lineage["edges"] == [[0, 1], [0, 2]]
     assert paused.json()["status"] == "stopped"
     assert json.loads(first[0][1]["data"])["status"] == "pending"
+
+
+# the CLI against the API -----------------------------------------------------------------------
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoresearch", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@postgres
+def test_the_cli_reads_through_the_api_what_it_reads_from_the_database(
+    api: Api, store: SqlStore, settings: Settings, tmp_path: Path
+) -> None:
+    grow(store, "remote", 12, seed=5)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    base |= {"AUTORESEARCH_ENVIRONMENTS_PATH": str(ENVIRONMENTS_DIR), "COLUMNS": "200"}
+    local = base | {"AUTORESEARCH_DATABASE_URL": settings.resolved_database_url}
+    # The remote side has no database of its own to read: an empty one, so nothing can come from it.
+    remote = base | {
+        "AUTORESEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "AUTORESEARCH_API_TOKEN": api.secrets[Scope.READ],
+    }
+    for args in (["campaigns"], ["show", "remote", "--top", "5"], ["trial", "remote:3"]):
+        here, there = _cli(local, *args, "--json"), _cli(remote, *args, "--json", "--api", api.url)
+        assert here.returncode == there.returncode == 0, there.stderr
+        assert json.loads(there.stdout) == json.loads(here.stdout)
+        assert _cli(remote, *args, "--api", api.url).stdout == _cli(local, *args).stdout  # same tables
+    refused = _cli(remote | {"AUTORESEARCH_API_TOKEN": "ar_wrong"}, "campaigns", "--api", api.url)
+    assert refused.returncode == 1 and "refused" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@postgres
+def test_run_with_api_submits_to_the_cluster_and_follows_until_the_campaign_ends(
+    api: Api, store: SqlStore, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env |= {
+        "AUTORESEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "AUTORESEARCH_API_TOKEN": api.secrets[Scope.WRITE],
+        "COLUMNS": "200",
+    }
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoresearch",
+            "run",
+            "tiny",
+            "--trials",
+            "2",
+            "--name",
+            "sent",
+            "--api",
+            api.url,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(c.name == "sent" for c in store.list_campaigns()):
+        assert time.monotonic() < deadline and follower.poll() is None, follower.communicate()
+        time.sleep(0.2)
+    campaign = store.get_campaign("sent")
+    assert campaign.distributed and campaign.trial_budget == 2
+    # No controller runs here: end it as one would, and the follower prints the report and exits.
+    store.move_campaign(campaign.id, sources=(CampaignStatus.RUNNING,), target=CampaignStatus.FINISHED)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert "campaign sent submitted" in out and "sent (tiny/quick, evolve) finished" in out
+    assert _cli(env, "run", "tiny", "--gpus", "0", "--api", api.url).returncode == 1  # local-only option

@@ -85,9 +85,20 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     return app
 
 
-def serve(host: str, port: int, settings: Settings) -> None:
-    """Run the API with uvicorn until interrupted."""
+def serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
+    """Run the API with uvicorn until interrupted; with several worker processes, each builds its app
+    from the environment's settings (as the CLI read them)."""
     # Open (and migrate) the database before binding the port: a bad URL is then one StoreError
     # line from the CLI, not a traceback from inside uvicorn's startup.
     open_store(settings.resolved_database_url).close()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    else:
+        uvicorn.run(
+            "autoresearch.api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+        )

@@ -18,7 +18,10 @@ from autoresearch.domain.model import (
     TrialStatus,
     Usage,
 )
+from autoresearch.environment import find_environment
+from autoresearch.errors import AutoresearchError
 from autoresearch.services.store import Store
+from autoresearch.settings import Settings
 
 DirectionOf = Callable[[str], Direction]
 
@@ -42,6 +45,19 @@ def trial_dict(trial: Trial) -> dict[str, Any]:
     data = asdict(trial)
     data["metrics"] = dict(trial.metrics)
     return data
+
+
+def direction_finder(settings: Settings) -> DirectionOf:
+    """Each environment's metric direction, by name; minimise for an environment no longer installed
+    (its campaigns still list)."""
+
+    def direction_of(environment: str) -> Direction:
+        try:
+            return find_environment(environment, settings.environment_search_path).spec.metric.direction
+        except AutoresearchError:
+            return Direction.MINIMIZE
+
+    return direction_of
 
 
 def campaign_rows(store: Store, direction_of: DirectionOf) -> list[dict[str, Any]]:
