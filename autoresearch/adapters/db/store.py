@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import aliased
 
 from autoresearch.adapters.db import migrate
@@ -514,6 +514,8 @@ class SqlStore(Store):
                 yield connection
         except (OperationalError, InterfaceError) as exc:
             raise _unusable(self.url, exc) from exc
+        except DataError as exc:  # a value this database cannot hold: a NUL in text, a number out of range
+            raise ConfigError(f"the database cannot store a value given: {_first_line(exc.orig or exc)}") from exc
 
     @staticmethod
     def _require(
