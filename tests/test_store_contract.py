@@ -733,7 +733,9 @@ def test_every_state_a_trial_enters_is_an_event_in_order(store: Store) -> None:
         (other.id, TrialStatus.INTERRUPTED),
     ]
     assert [e.id for e in store.trial_events(campaign.id, after=events[2].id)] == [e.id for e in events[3:]]
-    assert store.trial_events(make_campaign(store, name="quiet").id) == []
+    quiet = make_campaign(store, name="quiet")
+    assert store.trial_events(quiet.id) == [] and store.last_event_id(quiet.id) == 0
+    assert store.last_event_id(campaign.id) == events[-1].id
 
 
 def test_a_trial_is_pinned_and_vetoed_on_request(store: Store) -> None:

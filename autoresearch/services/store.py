@@ -194,6 +194,10 @@ class Store(ABC):
         """The trial's parent, its parent's parent... up to the root, root first."""
 
     @abstractmethod
+    def last_event_id(self, campaign_id: int) -> int:
+        """The id of the campaign's newest trial event; 0 when it has none."""
+
+    @abstractmethod
     def trial_events(self, campaign_id: int, *, after: int = 0, limit: int = 500) -> list[TrialEvent]:
         """The states the campaign's trials entered after event `after`, oldest first."""
 

@@ -515,7 +515,9 @@ class SqlStore(Store):
         except (OperationalError, InterfaceError) as exc:
             raise _unusable(self.url, exc) from exc
         except DataError as exc:  # a value this database cannot hold: a NUL in text, a number out of range
-            raise ConfigError(f"the database cannot store a value given: {_first_line(exc.orig or exc)}") from exc
+            raise ConfigError(
+                f"the database cannot store a value given: {_first_line(exc.orig or exc)}"
+            ) from exc
 
     @staticmethod
     def _require(
@@ -984,6 +986,13 @@ class SqlStore(Store):
             ordered.append(by_id[current])
             current = by_id[current].parent_id
         return ordered[::-1]
+
+    def last_event_id(self, campaign_id: int) -> int:
+        statement = select(func.coalesce(func.max(TrialEventRow.id), 0)).where(
+            TrialEventRow.campaign_id == campaign_id
+        )
+        with self._transaction() as connection:
+            return int(connection.execute(statement).scalar_one())
 
     def trial_events(self, campaign_id: int, *, after: int = 0, limit: int = 500) -> list[TrialEvent]:
         with self._transaction() as connection:

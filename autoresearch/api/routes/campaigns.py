@@ -97,6 +97,7 @@ def agents_public(campaign: Campaign) -> AgentsPublic | None:
 def campaign_detail(
     store: Store, numbers: TrialNumbers, settings: Settings, campaign: Campaign
 ) -> CampaignDetailPublic:
+    last_event = store.last_event_id(campaign.id)  # before the rest: nothing read below is older
     counts = store.count_trials(campaign.id)
     direction = direction_of(settings, campaign.environment)
     return CampaignDetailPublic(
@@ -107,6 +108,7 @@ def campaign_detail(
         best=best_trial(store, numbers, campaign, direction),
         agents=agents_public(campaign),
         llm=llm_usage(store, campaign),
+        last_event=last_event,
     )
 
 

@@ -585,9 +585,9 @@
 
   // ---- live updates ----------------------------------------------------------------------------
   const pending = new Map(); // number -> newest status seen on the stream
-  function listen() {
+  function listen(after) {
     const live = document.getElementById("live");
-    const source = new EventSource("/api/v1" + BASE + "/events");
+    const source = new EventSource("/api/v1" + BASE + "/events?after=" + encodeURIComponent(after));
     source.addEventListener("open", () => {
       live.textContent = "live";
       live.dataset.state = "live";
@@ -797,7 +797,10 @@
   // ---- start -----------------------------------------------------------------------------------
   async function start() {
     try {
-      const [detail] = await Promise.all([api(BASE), loadLineage()]);
+      // The detail first: its last_event is older than anything the lineage read next can miss, so the
+      // stream opened after it replays only what happened since (a few events, not the whole campaign).
+      const detail = await api(BASE);
+      await loadLineage();
       try {
         const env = await api("/environments/" + encodeURIComponent(detail.environment));
         state.metric = env.metric + (env.unit ? " (" + env.unit + ")" : "");
@@ -809,7 +812,7 @@
       drawLabels();
       drawDag();
       await loadPage(0);
-      listen();
+      listen(detail.last_event);
     } catch (error) {
       showProblem(error);
     }
