@@ -4,29 +4,23 @@ the API and the dashboard over PostgreSQL. Each test leaves screenshots in test-
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.api import create_app
-from autoresearch.dashboard import install
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import Campaign, FailureLabel, IdeaOrigin, Role, Scope, Trial, TrialResult
 from autoresearch.environment import load_environment
 from autoresearch.services.auth import issue_token
 from autoresearch.settings import Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
+from tests.test_api import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts" / "dashboard"
@@ -177,29 +171,6 @@ def make_campaign(store: SqlStore) -> Made:
 
 
 # the server and the browser --------------------------------------------------------------------------
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn in a thread on a free loopback port; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail("the server did not start (see its log above)")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @dataclass
 class Site:
     url: str
@@ -221,7 +192,6 @@ def site(tmp_path: Path, postgres_url: str) -> Iterator[Site]:
         data_dir=tmp_path / "data", database_url=postgres_url, environments_path=str(ENVIRONMENTS_DIR)
     )
     app = create_app(settings)
-    install(app, settings)
     try:
         with serving(app) as url:
             yield Site(url, store, made, token)

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.state.event_streams = 0  # event streams open now
     app.include_router(router)
     install_problem_handlers(app)
-    install_dashboard(app, settings)
+    install_dashboard(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -15,12 +15,12 @@ from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
 
-def _store(request: Request) -> Store:
+def store_of(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def _settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -40,8 +40,8 @@ def _artifacts(request: Request) -> ArtifactStore:
     return artifacts
 
 
-StoreDep = Annotated[Store, Depends(_store)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[Store, Depends(store_of)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
 ApiSettingsDep = Annotated[ApiSettings, Depends(_api_settings)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 NumbersDep = Annotated[TrialNumbers, Depends(_trial_numbers)]

@@ -19,13 +19,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from autoresearch import __version__
+from autoresearch.api.dependencies import settings_of, store_of
 from autoresearch.dashboard import session
 from autoresearch.dashboard.diffs import CodeDiff, code_diff
 from autoresearch.domain.model import Campaign, Scope, Trial
 from autoresearch.errors import NotFound
 from autoresearch.services.auth import authenticate
 from autoresearch.services.store import Store
-from autoresearch.settings import Settings
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -90,16 +90,6 @@ class Viewer:
         return self.signed_in and self.scope.allows(Scope.WRITE)
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.dashboard_settings
-    return settings
-
-
 def _anonymous_reads(request: Request) -> bool:
     api_settings = getattr(request.app.state, "api_settings", None)
     return bool(getattr(api_settings, "anonymous_reads", False))
@@ -109,7 +99,7 @@ def viewer_of(request: Request) -> Viewer | None:
     """The viewer the session cookie names; an anonymous reader when the API allows those; else None."""
     token = session.session_token(request)
     if token is not None:
-        found = authenticate(_store(request), token)
+        found = authenticate(store_of(request), token)
         if found is not None:
             return Viewer(name=found.name, scope=found.scope, csrf=session.csrf_token(token), signed_in=True)
     if _anonymous_reads(request):
@@ -154,7 +144,7 @@ def campaign_page(ref: str, request: Request) -> Response:
     if viewer is None:
         return _sign_in_first(request)
     try:
-        campaign = _store(request).get_campaign(ref)
+        campaign = store_of(request).get_campaign(ref)
     except NotFound as exc:
         return _not_found(viewer, str(exc))
     return render("campaign.html", viewer=viewer, campaign=campaign)
@@ -165,7 +155,7 @@ def trial_page(ref: str, number: int, request: Request) -> Response:
     viewer = viewer_of(request)
     if viewer is None:
         return _sign_in_first(request)
-    store = _store(request)
+    store = store_of(request)
     try:
         campaign = store.get_campaign(ref)
         trial = store.get_trial_by_number(campaign.id, number)
@@ -173,7 +163,7 @@ def trial_page(ref: str, number: int, request: Request) -> Response:
         return _not_found(viewer, str(exc))
     parent = store.get_trial(trial.parent_id) if trial.parent_id is not None else None
     against_parent = (
-        code_diff(_settings(request), campaign, parent, trial)
+        code_diff(settings_of(request), campaign, parent, trial)
         if parent is not None
         else CodeDiff("", "the baseline has no parent")
     )
@@ -197,13 +187,13 @@ def compare_page(
     viewer = viewer_of(request)
     if viewer is None:
         return _sign_in_first(request)
-    store = _store(request)
+    store = store_of(request)
     try:
         campaign = store.get_campaign(ref)
         pair = _pair(store, campaign, a, b)
     except NotFound as exc:
         return _not_found(viewer, str(exc))
-    diff = code_diff(_settings(request), campaign, *pair) if pair else None
+    diff = code_diff(settings_of(request), campaign, *pair) if pair else None
     return render("compare.html", viewer=viewer, campaign=campaign, a=a, b=b, pair=pair, diff=diff)
 
 
@@ -252,7 +242,7 @@ async def login(request: Request) -> Response:
     if not session.login_csrf_matches(request, form.get(session.CSRF_FIELD)):
         return _login_page(request, target, "the form expired: sign in again", 403)
     token = form.get("token", "").strip()
-    found = await run_in_threadpool(authenticate, _store(request), token) if token else None
+    found = await run_in_threadpool(authenticate, store_of(request), token) if token else None
     if found is None:
         return _login_page(request, target, "that token is unknown or revoked", 401)
     response = RedirectResponse(target, status_code=303)
@@ -275,12 +265,8 @@ async def logout(request: Request) -> Response:
 
 
 # wiring -----------------------------------------------------------------------------------------
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI) -> None:
     """Serve the dashboard from `app`: its pages at `/`, its scripts and styles under `/static`. The app
-    keeps its store on `app.state.store`, as the API's `create_app` does."""
-    if getattr(app.state, "dashboard_installed", False):
-        return
-    app.state.dashboard_installed = True
-    app.state.dashboard_settings = settings
+    keeps its store and settings on `app.state`, as the API's `create_app` does."""
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
