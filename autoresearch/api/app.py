@@ -8,6 +8,7 @@ reads of the store without holding a thread).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from uvicorn.supervisors import Multiprocess
 
 from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
@@ -93,12 +95,23 @@ def serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
     open_store(settings.resolved_database_url).close()
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    else:
-        uvicorn.run(
-            "autoresearch.api.app:create_app",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level="info",
-        )
+        return
+    config = uvicorn.Config(
+        "autoresearch.api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )
+    # uvicorn binds a worker pool's socket without naming TCP as its protocol, so asyncio leaves Nagle on
+    # for each connection and every keep-alive response waits ~40 ms for a delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
