@@ -14,6 +14,7 @@ import pytest
 
 from autoresearch.adapters.db import SqlStore
 from autoresearch.agents.build import open_agents
+from autoresearch.agents.calls import Agents
 from autoresearch.agents.config import AgentsConfig, agents_config
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, IdeaOrigin, Role, TrialStatus
@@ -362,3 +363,37 @@ def test_an_idea_cut_off_by_a_spent_budget_is_implemented_when_the_campaign_resu
     trial = store.get_trial_by_number(second.campaign.id, 1)
     assert trial.idea_id == orphan.id and trial.status is TrialStatus.SUCCEEDED
     assert second.proposer_stopped == ""
+
+
+def test_a_budget_raised_in_the_store_counts_at_once_as_does_every_process_spend(store: SqlStore) -> None:
+    config = agents_config("stand-in", max_tokens=1_000)
+    assert config is not None
+    campaign = create_campaign(
+        store,
+        ENV,
+        preset=None,
+        strategy="evolve",
+        trials=3,
+        concurrency=1,
+        seed=0,
+        name=None,
+        goal="",
+        agents=config.model_dump(mode="json"),
+    )
+    agents = Agents(store, campaign.id, config, {}, {})
+    assert agents.spent(Role.PROPOSER) is None
+    # Another process (an implement worker) spends through the same store.
+    store.add_llm_call(
+        campaign.id,
+        role=Role.IMPLEMENTER,
+        model="stand-in",
+        template="implementer@v1",
+        prompt={},
+        response="",
+        input_tokens=900,
+        output_tokens=200,
+    )
+    assert "1,100 of 1,000 tokens" in (agents.spent(Role.PROPOSER) or "")
+    raised = config.with_budget(dollars=None, tokens=5_000)
+    store.set_campaign_limits(campaign.id, agents=raised.model_dump(mode="json"))  # as PATCH does
+    assert agents.spent(Role.PROPOSER) is None

@@ -66,8 +66,10 @@ class Agents:
         return role in self.clients
 
     def spent(self, role: Role) -> str | None:
-        """Why `role` may make no more calls (its budget or the campaign's is used up), or None. Read from
-        the store, so calls made by other processes (implement workers, a controller) count too."""
+        """Why `role` may make no more calls (its budget or the campaign's is used up), or None. Budgets and
+        spending are read from the store, so a raised budget and other processes' calls count at once."""
+        # The budgets as stored now: a person may have raised them while the campaign runs.
+        self.config = AgentsConfig.of(self.store.get_campaign(self.campaign_id).agents) or self.config
         usage = self.store.llm_usage(self.campaign_id)
         campaign = self.config.budget.spent_by(sum(usage.values(), Usage()))
         if campaign is not None:

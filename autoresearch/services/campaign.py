@@ -296,7 +296,10 @@ class CampaignController:
         if not now and time.monotonic() - self.steered_at < STEERING_POLL_S:
             return
         self.steered_at = time.monotonic()
-        self.campaign = self.store.get_campaign(self.campaign.id)
+        before, self.campaign = self.campaign, self.store.get_campaign(self.campaign.id)
+        if self.proposer_stopped and self.campaign.agents != before.agents:
+            self.observer.note("the LLM budget changed: proposing again")
+            self.proposer_stopped = ""
         if self.campaign.status is not CampaignStatus.RUNNING and not cancel.is_set():
             self.steered_stop = True
             self.observer.note(f"the campaign was {self.campaign.status} from outside: stopping")
