@@ -152,13 +152,20 @@ def test_a_preset_needing_more_gpus_than_the_machine_has_is_refused(store: SqlSt
 
 
 class Steered(ScoreRecipe):
-    """Scores the recipe; before trial `at` returns, does what a person would do through the API."""
+    """Scores the recipe; in the first trial numbered `at` or more that runs (a trial whose patch failed
+    never runs), does what a person would do through the API."""
 
     def __init__(self, at: int, action: Callable[[TrialJob], None], pause_s: float = 0.0) -> None:
         self.at, self.action, self.pause_s = at, action, pause_s
+        self.steered = threading.Event()
+        self.lock = threading.Lock()
 
     def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
-        if job.number == self.at:
+        with self.lock:
+            steer = job.number >= self.at and not self.steered.is_set()
+            if steer:
+                self.steered.set()
+        if steer:
             self.action(job)
             time.sleep(self.pause_s)  # long enough for the controller to read the change
         time.sleep(0.05)  # trials take a moment, so a campaign does not end before it is steered
