@@ -1482,3 +1482,36 @@ def test_run_with_api_submits_to_the_cluster_and_follows_until_the_campaign_ends
     assert follower.returncode == 0, err
     assert "campaign sent submitted" in out and "sent (tiny/quick, evolve) finished" in out
     assert _cli(env, "run", "tiny", "--gpus", "0", "--api", api.url).returncode == 1  # local-only option
+
+
+@postgres
+def test_gpu_hours_are_run_time_times_the_gpus_the_preset_asks_for(api: Api, store: SqlStore) -> None:
+    quarter = store.create_campaign(
+        name="quarter",
+        environment="tiny",
+        preset="quarter_gpu",
+        strategy="evolve",
+        goal="g",
+        trial_budget=3,
+        concurrency=1,
+        seed=0,
+    )
+    finish(store, add(store, quarter, None, hypothesis="a"), TrialResult.scored(1.0, duration_s=3600.0))
+    failed = TrialResult.failed(FailureLabel.CRASH, "boom", duration_s=1800.0)  # a crash used its GPU too
+    finish(store, add(store, quarter, None, hypothesis="b"), failed)
+    cpu = make_campaign(store, "on-cpu", trials=2)
+    gone = store.create_campaign(
+        name="gone",
+        environment="no-such-env",
+        preset="quick",
+        strategy="evolve",
+        goal="g",
+        trial_budget=1,
+        concurrency=1,
+        seed=0,
+    )
+    hours = {
+        c.name: api.reader.get(f"/api/v1/campaigns/{c.name}").json()["gpu_hours"]
+        for c in (quarter, cpu, gone)
+    }
+    assert hours == {"quarter": 0.375, "on-cpu": 0.0, "gone": None}  # (1 h + 0.5 h) x 0.25 GPU

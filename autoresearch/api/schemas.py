@@ -272,6 +272,9 @@ class CampaignDetailPublic(CampaignPublic):
     best: TrialSummary | None
     agents: AgentsPublic | None = Field(description="The LLM agents; null when ideas come from the catalog.")
     llm: LLMUsagePublic
+    gpu_hours: float | None = Field(
+        description="Hours its trials ran times the GPUs its preset asks for; null when the environment is gone."
+    )
     last_event: int = Field(
         description="The id of the newest trial event: stream `/events?after=` it for what comes next."
     )

@@ -214,6 +214,10 @@ class Store(ABC):
         """In order of number."""
 
     @abstractmethod
+    def trial_seconds(self, campaign_id: int) -> float:
+        """Seconds every trial of the campaign ran, failed and interrupted ones too."""
+
+    @abstractmethod
     def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
         """Every status present, with its count."""
 

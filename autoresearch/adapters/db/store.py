@@ -1030,6 +1030,13 @@ class SqlStore(Store):
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
             return trials
 
+    def trial_seconds(self, campaign_id: int) -> float:
+        statement = select(func.coalesce(func.sum(TrialRow.duration_s), 0.0)).where(
+            TrialRow.campaign_id == campaign_id
+        )
+        with self._transaction() as connection:
+            return float(connection.execute(statement).scalar_one() or 0.0)
+
     def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
         with self._transaction() as connection:
             rows = connection.execute(_TRIAL_COUNTS, {"campaign_id": campaign_id})

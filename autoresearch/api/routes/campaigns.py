@@ -108,8 +108,19 @@ def campaign_detail(
         best=best_trial(store, numbers, campaign, direction),
         agents=agents_public(campaign),
         llm=llm_usage(store, campaign),
+        gpu_hours=gpu_hours(store, settings, campaign),
         last_event=last_event,
     )
+
+
+def gpu_hours(store: Store, settings: Settings, campaign: Campaign) -> float | None:
+    """GPU time spent: every trial's run time times the GPUs (or the fraction of one) its preset needs."""
+    try:
+        env = environment_named(settings, campaign.environment)
+        need = env.resources(env.spec.presets[campaign.preset]).gpu
+    except (AutoresearchError, KeyError):
+        return None
+    return round(store.trial_seconds(campaign.id) * need / 3600, 4)
 
 
 @router.get("", dependencies=[CAN_READ], responses=problems(401))
