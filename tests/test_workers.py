@@ -3,6 +3,7 @@ controller on the real Redis, recording into the real PostgreSQL, with bundles i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -32,9 +33,10 @@ from autoresearch.domain.model import (
 )
 from autoresearch.environment import find_environment
 from autoresearch.services.campaign import create_campaign
+from autoresearch.services.implementer import DiffImplementer
 from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
 from autoresearch.services.store import Store
-from autoresearch.services.worker import execute_trial
+from autoresearch.services.worker import execute_trial, implement_queued
 from autoresearch.settings import Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
 from tests.test_campaign import ENV
@@ -414,3 +416,27 @@ def test_a_second_controller_takes_over_a_killed_one_without_duplicate_children(
     assert sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials) == 5
     assert after.controller in ("", f"{after.controller.split(':')[0]}:{second.pid}")
     assert f"took campaign {campaign.name}" in cluster.log_of[second.pid].read_text()
+
+
+def test_an_idea_queued_for_a_campaign_paused_since_waits_unimplemented(store: SqlStore) -> None:
+    campaign = create_campaign(
+        store, ENV, preset=None, strategy="evolve", trials=3, concurrency=1, seed=0, name=None, goal=""
+    )
+    baseline = pending_trial_in(store, campaign)
+    diff = (ENV.root / "catalog" / "move_x.diff").read_text()
+    idea = store.add_idea(
+        campaign.id, hypothesis="move x", origin=IdeaOrigin.USER, parent_trial_ids=(baseline.id,), diff=diff
+    )
+    implement = functools.partial(
+        implement_queued,
+        store,
+        idea.id,
+        environment_named=lambda _: ENV,
+        implementer_for=lambda _c, env: DiffImplementer(env, env.read_editable()),
+    )
+    store.set_campaign_status(campaign.id, CampaignStatus.STOPPED)
+    assert implement() is None and store.first_trial_of(idea.id) is None
+    store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+    trial = implement()
+    assert trial is not None and trial.status is TrialStatus.PENDING and "x = 2.0" in trial.code_diff
+    assert implement() is None  # a redelivered task adds nothing

@@ -29,11 +29,13 @@ def implement_queued(
     store: Store, idea_id: int, *, environment_named: EnvironmentNamed, implementer_for: ImplementerFor
 ) -> Trial | None:
     """Implement a queued idea into its trial; None when it already has one (a redelivered task, or two
-    implementers at once: the database keeps the first)."""
+    implementers at once: the database keeps the first) or its campaign is not running."""
     if store.first_trial_of(idea_id) is not None:
         return None
     idea = store.get_idea(idea_id)
     campaign = store.get_campaign(idea.campaign_id)
+    if campaign.status is not CampaignStatus.RUNNING:
+        return None  # stopped while the idea waited: no LLM spend now; a resume queues it again
     env = environment_named(campaign.environment)
     baseline = env.read_editable()
     parent = store.get_trial(idea.parent_trial_ids[0])
