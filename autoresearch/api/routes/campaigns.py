@@ -53,10 +53,10 @@ _ENDED = frozenset({CampaignStatus.FINISHED, CampaignStatus.CANCELLED})
 
 
 # reading ---------------------------------------------------------------------------------------
-def direction_of(settings: Settings, environment: str) -> Direction | None:
-    """The metric's direction; None when the environment is no longer installed here."""
+def installed_environment(settings: Settings, name: str) -> Environment | None:
+    """The campaign's environment; None when it is no longer installed here."""
     try:
-        return environment_named(settings, environment).spec.metric.direction
+        return environment_named(settings, name)
     except AutoresearchError:
         return None
 
@@ -99,7 +99,8 @@ def campaign_detail(
 ) -> CampaignDetailPublic:
     last_event = store.last_event_id(campaign.id)  # before the rest: nothing read below is older
     counts = store.count_trials(campaign.id)
-    direction = direction_of(settings, campaign.environment)
+    env = installed_environment(settings, campaign.environment)  # loaded once: it reads and hashes files
+    direction = env.spec.metric.direction if env is not None else None
     return CampaignDetailPublic(
         **CampaignPublic.model_validate(campaign).model_dump(),
         counts={s: counts.get(s, 0) for s in TrialStatus},
@@ -108,19 +109,17 @@ def campaign_detail(
         best=best_trial(store, numbers, campaign, direction),
         agents=agents_public(campaign),
         llm=llm_usage(store, campaign),
-        gpu_hours=gpu_hours(store, settings, campaign),
+        gpu_hours=gpu_hours(store, env, campaign),
         last_event=last_event,
     )
 
 
-def gpu_hours(store: Store, settings: Settings, campaign: Campaign) -> float | None:
+def gpu_hours(store: Store, env: Environment | None, campaign: Campaign) -> float | None:
     """GPU time spent: every trial's run time times the GPUs (or the fraction of one) its preset needs."""
-    try:
-        env = environment_named(settings, campaign.environment)
-        need = env.resources(env.spec.presets[campaign.preset]).gpu
-    except (AutoresearchError, KeyError):
+    preset = env.spec.presets.get(campaign.preset) if env is not None else None
+    if env is None or preset is None:
         return None
-    return round(store.trial_seconds(campaign.id) * need / 3600, 4)
+    return round(store.trial_seconds(campaign.id) * env.resources(preset).gpu / 3600, 4)
 
 
 @router.get("", dependencies=[CAN_READ], responses=problems(401))
