@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from rich.tree import Tree
 from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
+from autoresearch.adapters.gpus import query_gpus
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
@@ -807,18 +807,7 @@ def worker(
 
 def _gpu_memory_mb(devices: list[str]) -> dict[str, int]:
     """Each listed GPU's memory as nvidia-smi reports it; empty where there is no nvidia-smi."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    rows = (line.split(",") for line in out.splitlines() if line.count(",") == 1)
-    memory = {index.strip(): int(float(total)) for index, total in rows}
+    memory = {index: int(float(total)) for index, total in query_gpus("index", "memory.total")}
     return {d: memory[d] for d in devices if d in memory}
 
 

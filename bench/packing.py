@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from autoresearch.adapters.gpus import query_gpus
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.placement import GpuPool
 from autoresearch.environment import load_environment
@@ -102,17 +102,8 @@ def main() -> None:
 
 
 def _gpu_name() -> str:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        return out.splitlines()[0].strip()
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "none"
+    names = query_gpus("name")
+    return names[0][0] if names else "none"
 
 
 if __name__ == "__main__":
