@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from autoresearch.adapters.db import SqlStore, open_store
+from autoresearch.adapters.db import store as store_module
 from autoresearch.domain.model import (
     Campaign,
     CampaignStatus,
@@ -710,10 +713,11 @@ def test_ancestors_run_from_the_root_to_the_parent(store: Store) -> None:
     root = make_trial(store, campaign.id)
     child = make_trial(store, campaign.id, parent_id=root.id)
     grandchild = make_trial(store, campaign.id, parent_id=child.id)
-    assert [t.id for t in store.ancestors(grandchild.id)] == [root.id, child.id]
-    assert store.ancestors(root.id) == []
+    chain = store.ancestors(campaign.id, grandchild.number)
+    assert [(t.id, t.number, t.parent) for t in chain] == [(root.id, 0, None), (child.id, 1, 0)]
+    assert store.ancestors(campaign.id, root.number) == []
     with pytest.raises(NotFound):
-        store.ancestors(999)
+        store.ancestors(campaign.id, 999)
 
 
 def test_every_state_a_trial_enters_is_an_event_in_order(store: Store) -> None:
@@ -784,3 +788,38 @@ def test_lineage_entries_give_numbers_titles_and_flags_in_one_read(store: Store)
     assert [(e.number, e.parent, e.retry_of) for e in entries] == [(0, None, None), (1, 0, None), (2, 0, 1)]
     assert entries[1].title == "rmsnorm: use rmsnorm" and entries[1].vetoed and not entries[0].vetoed
     assert retry.number == 2 and store.lineage_entries(make_campaign(store, name="empty").id) == []
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_dropped_is_replaced_once_it_sat_idle(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(postgres_url)
+    campaign = make_campaign(store)
+
+    admin = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+    def drop_connections() -> None:
+        """The server ends every session of the store's (the pool keeps one, idle): a restart, as the
+        pool sees it."""
+        store.get_campaign(campaign.id)
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+
+    try:
+        monkeypatch.setattr(store_module, "PING_AFTER_IDLE_S", 3600.0)  # in steady use: not checked
+        drop_connections()
+        with pytest.raises(StoreError):
+            store.get_campaign(campaign.id)
+
+        monkeypatch.setattr(store_module, "PING_AFTER_IDLE_S", 0.0)  # idle: checked, and replaced
+        drop_connections()
+        assert store.get_campaign(campaign.id) == campaign
+    finally:
+        store.close()
+        admin.dispose()

@@ -24,7 +24,8 @@ from autoresearch.adapters.db import open_store
 from autoresearch.adapters.db.store import safe_url
 from autoresearch.api.numbers import TrialNumbers
 from autoresearch.api.problems import document_problems, install_problem_handlers
-from autoresearch.api.routes import router
+from autoresearch.api.routes import ROUTERS
+from autoresearch.api.schemas import API_PREFIX
 from autoresearch.api.settings import ApiSettings, load_api_settings
 from autoresearch.dashboard import install as install_dashboard
 from autoresearch.settings import Settings, load_settings
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.state.artifacts = open_artifacts(settings)
     app.state.trial_numbers = TrialNumbers()
     app.state.event_streams = 0  # event streams open now
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
     install_problem_handlers(app)
     install_dashboard(app)
 

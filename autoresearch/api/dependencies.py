@@ -1,5 +1,10 @@
 """What routes take as arguments: the store, the settings, the artifact store, and the campaign or trial
-a path names. Each is looked up once per request; a missing campaign or trial is a 404 from here."""
+a path names. Each is looked up once per request; a missing campaign or trial is a 404 from here.
+
+FastAPI runs a plain function in its thread pool, and each hop there costs a request more CPU than a
+read of one row by a unique key does. So dependencies that read the app's state, or one such row (the
+campaign here, the caller's token in `security`), are `async` and read on the event loop; everything
+whose reads grow with the data (a trial's diff and log, pages, graphs) runs in the thread pool."""
 
 from __future__ import annotations
 
@@ -25,29 +30,37 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def _api_settings(request: Request) -> ApiSettings:
+async def _store(request: Request) -> Store:
+    return store_of(request)
+
+
+async def _settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def _api_settings(request: Request) -> ApiSettings:
     api_settings: ApiSettings = request.app.state.api_settings
     return api_settings
 
 
-def _trial_numbers(request: Request) -> TrialNumbers:
+async def _trial_numbers(request: Request) -> TrialNumbers:
     numbers: TrialNumbers = request.app.state.trial_numbers
     return numbers
 
 
-def _artifacts(request: Request) -> ArtifactStore:
+async def _artifacts(request: Request) -> ArtifactStore:
     artifacts: ArtifactStore = request.app.state.artifacts
     return artifacts
 
 
-StoreDep = Annotated[Store, Depends(store_of)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]
+StoreDep = Annotated[Store, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 ApiSettingsDep = Annotated[ApiSettings, Depends(_api_settings)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 NumbersDep = Annotated[TrialNumbers, Depends(_trial_numbers)]
 
 
-def _campaign(
+async def _campaign(
     ref: Annotated[str, Path(description="The campaign's name, or its id.", examples=["nanogpt-speedrun"])],
     store: StoreDep,
 ) -> Campaign:
@@ -57,8 +70,11 @@ def _campaign(
 CampaignDep = Annotated[Campaign, Depends(_campaign)]
 
 
+NumberPath = Annotated[int, Path(ge=0, description="The trial's number in its campaign (0: the baseline).")]
+
+
 def _trial(
-    number: Annotated[int, Path(ge=0, description="The trial's number in its campaign (0: the baseline).")],
+    number: NumberPath,
     campaign: CampaignDep,
     store: StoreDep,
 ) -> Trial:

@@ -21,6 +21,7 @@ from autoresearch.domain.model import (
     Role,
     Scope,
     Trial,
+    TrialBrief,
     TrialStatus,
 )
 from autoresearch.domain.strategies import STRATEGIES
@@ -259,8 +260,22 @@ class TrialSummary(BaseModel):
     finished_at: datetime | None
 
 
-def trial_summary(trial: Trial, parent: int | None) -> TrialSummary:
-    return TrialSummary.model_validate(_fields(trial, TrialSummary) | {"parent": parent})
+def trial_summary(trial: Trial | TrialBrief, parent: int | None) -> TrialSummary:
+    return TrialSummary(
+        number=trial.number,
+        parent=parent,
+        status=trial.status,
+        label=trial.label,
+        score=trial.score,
+        pinned=trial.pinned,
+        vetoed=trial.vetoed,
+        seed=trial.seed,
+        worker=trial.worker,
+        duration_s=trial.duration_s,
+        created_at=trial.created_at,
+        started_at=trial.started_at,
+        finished_at=trial.finished_at,
+    )
 
 
 class CampaignDetailPublic(CampaignPublic):

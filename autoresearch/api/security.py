@@ -8,7 +8,7 @@ write made that way must carry the page's CSRF token too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -29,7 +29,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _caller(
+async def _caller(  # reads one row by its key: on the event loop (see dependencies)
     request: Request,
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -53,10 +53,10 @@ def _caller(
     return token
 
 
-def require(scope: Scope) -> Callable[..., ApiToken | None]:
+def require(scope: Scope) -> Callable[..., Awaitable[ApiToken | None]]:
     """A dependency that lets the request through with at least `scope`."""
 
-    def check(
+    async def check(
         caller: Annotated[ApiToken | None, Depends(_caller)], api_settings: ApiSettingsDep
     ) -> ApiToken | None:
         if caller is None:

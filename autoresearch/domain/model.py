@@ -363,9 +363,30 @@ class TrialQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True, slots=True)
+class TrialBrief:
+    """A trial as lists show it: its outcome and place in the lineage (its parent by number), without
+    its diff, log, metrics or curve, which make a row many times larger."""
+
+    id: int
+    number: int
+    parent: int | None  # the parent's number; None for the baseline
+    status: TrialStatus
+    label: FailureLabel | None
+    score: float | None
+    pinned: bool
+    vetoed: bool
+    seed: int
+    worker: str
+    duration_s: float | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
 @dataclass(frozen=True)
 class TrialPage:
-    trials: tuple[Trial, ...]
+    trials: tuple[TrialBrief, ...]
     next: str | None  # the cursor of the following page; None on the last one
 
 

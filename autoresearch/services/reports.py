@@ -187,20 +187,30 @@ def call_dict(call: LLMCall) -> dict[str, Any]:
     return data
 
 
-def trial_report(store: Store, trial: Trial) -> dict[str, Any]:
-    """The trial with its idea, every patch attempt and every LLM call behind it: proposal,
-    implementation attempts (revisions included) and the analyst's note."""
-    idea = store.get_idea(trial.idea_id)
+def lineage_of(store: Store, trial: Trial) -> list[int]:
+    """Trial numbers from the baseline down to `trial` (one query)."""
+    return [t.number for t in store.ancestors(trial.campaign_id, trial.number)] + [trial.number]
+
+
+def calls_behind(store: Store, trial: Trial, idea: Idea) -> list[LLMCall]:
+    """Every LLM call behind the trial, oldest first: the proposal, implementation attempts (revisions
+    included) and the analyst's note."""
     calls = store.list_llm_calls(trial.campaign_id, idea_id=idea.id) + store.list_llm_calls(
         trial.campaign_id, trial_id=trial.id
     )
     if idea.llm_call_id is not None:
         calls.append(store.get_llm_call(idea.llm_call_id))
+    return sorted(calls, key=lambda c: c.id)
+
+
+def trial_report(store: Store, trial: Trial) -> dict[str, Any]:
+    """The trial with its idea, every patch attempt and every LLM call behind it."""
+    idea = store.get_idea(trial.idea_id)
     return {
         "campaign": store.get_campaign(trial.campaign_id).name,
         "trial": trial_dict(trial),
         "idea": asdict(idea),
         "patches": [asdict(p) for p in store.list_patches(trial.id)],
-        "llm_calls": [call_dict(c) for c in sorted(calls, key=lambda c: c.id)],
-        "lineage": [t.number for t in path_to(store, trial)],
+        "llm_calls": [call_dict(c) for c in calls_behind(store, trial, idea)],
+        "lineage": lineage_of(store, trial),
     }

@@ -25,6 +25,7 @@ from autoresearch.domain.model import (
     Role,
     Scope,
     Trial,
+    TrialBrief,
     TrialEvent,
     TrialPage,
     TrialQuery,
@@ -190,8 +191,9 @@ class Store(ABC):
         here. Sorted by score, unscored trials are left out."""
 
     @abstractmethod
-    def ancestors(self, trial_id: int) -> list[Trial]:
-        """The trial's parent, its parent's parent... up to the root, root first."""
+    def ancestors(self, campaign_id: int, number: int) -> list[TrialBrief]:
+        """Trial `number`'s parent, its parent's parent... up to the root, root first; NotFound when the
+        campaign has no such trial."""
 
     @abstractmethod
     def last_event_id(self, campaign_id: int) -> int:

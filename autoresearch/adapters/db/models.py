@@ -113,6 +113,7 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "number"),  # also the index for lookups by number
         Index("ix_trials_campaign_id_status", "campaign_id", "status"),
+        Index("ix_trials_campaign_id_score_number", "campaign_id", "score", "number"),  # pages by score
         Index("ix_trials_status_lease_expires_at", "status", "lease_expires_at"),  # the expiry sweep
         # An idea is implemented once: a second implementer (a redelivered task) cannot add its trial.
         Index(

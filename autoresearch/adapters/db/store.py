@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -29,6 +30,8 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Float,
+    Integer,
     Row,
     Select,
     Update,
@@ -39,12 +42,20 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     make_url,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.orm import aliased
 
 from autoresearch.adapters.db import migrate
@@ -73,6 +84,7 @@ from autoresearch.domain.model import (
     Role,
     Scope,
     Trial,
+    TrialBrief,
     TrialEvent,
     TrialPage,
     TrialQuery,
@@ -94,6 +106,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys = ON",
 )
 POSTGRES_CONNECT_TIMEOUT_S = 10
+PING_AFTER_IDLE_S = 1.0
 
 
 # statements ----------------------------------------------------------------------------------
@@ -156,6 +169,51 @@ _TRIALS_BY_NUMBER = (
     select(TrialRow).where(TrialRow.campaign_id == bindparam("campaign_id")).order_by(TrialRow.number)
 )
 _TRIALS_IN_STATUSES = _TRIALS_BY_NUMBER.where(TrialRow.status.in_(bindparam("statuses", expanding=True)))
+
+
+def _brief_columns(trial: type[TrialRow]) -> tuple[Any, ...]:
+    """What lists show of a trial (TrialBrief, less its parent's number): no diff, log, metrics or curve.
+    `_brief` reads them in this order."""
+    return (
+        trial.id,
+        trial.number,
+        trial.status,
+        trial.label,
+        trial.score,
+        trial.pinned,
+        trial.vetoed,
+        trial.seed,
+        trial.worker,
+        trial.duration_s,
+        trial.created_at,
+        trial.started_at,
+        trial.finished_at,
+    )
+
+
+_BRIEF_WIDTH = len(_brief_columns(TrialRow))
+_PARENT = aliased(TrialRow, name="parent")
+_BRIEFS = select(*_brief_columns(TrialRow), _PARENT.number.label("parent")).outerjoin(
+    _PARENT, _PARENT.id == TrialRow.parent_id
+)
+_OF = aliased(TrialRow, name="of")
+_STEP = aliased(TrialRow, name="step")
+_CHAIN = (
+    select(*_brief_columns(TrialRow), TrialRow.parent_id, literal(1).label("depth"))
+    .join(_OF, _OF.parent_id == TrialRow.id)
+    .where(_OF.campaign_id == bindparam("campaign_id"), _OF.number == bindparam("number"))
+    .cte("chain", recursive=True)
+)
+_CHAIN = _CHAIN.union_all(
+    select(*_brief_columns(_STEP), _STEP.parent_id, _CHAIN.c.depth + 1).join(
+        _CHAIN, _STEP.id == _CHAIN.c.parent_id
+    )
+)
+# A walk up the primary key, one row per step, carrying what a TrialBrief shows: the root comes last.
+_ANCESTORS = select(_CHAIN).order_by(_CHAIN.c.depth.desc())
+_TRIAL_EXISTS = select(TrialRow.id).where(
+    TrialRow.campaign_id == bindparam("campaign_id"), TrialRow.number == bindparam("number")
+)
 _TRIAL_COUNTS = (
     select(TrialRow.status, func.count())
     .where(TrialRow.campaign_id == bindparam("campaign_id"))
@@ -361,6 +419,82 @@ def _log_events(connection: Connection, rows: Sequence[Any], status: TrialStatus
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _page_statement(
+    statuses: tuple[TrialStatus, ...],
+    labels: tuple[FailureLabel, ...],
+    min_score: bool,
+    max_score: bool,
+    sort: TrialSort,
+    resumed: bool,
+) -> Select[*tuple[Any, ...]]:
+    """The SELECT of one shape of page of trials. Every value (campaign, score bounds, cursor, limit) is a
+    parameter, so a shape is built once: building a statement costs more than running it."""
+    statement = _BRIEFS.where(TrialRow.campaign_id == bindparam("campaign_id"))
+    if statuses:
+        statement = statement.where(_status_in(statuses))
+    if labels:
+        statement = statement.where(or_(*(TrialRow.label == str(label) for label in labels)))
+    if min_score:
+        statement = statement.where(TrialRow.score >= bindparam("min_score"))
+    if max_score:
+        statement = statement.where(TrialRow.score <= bindparam("max_score"))
+    descending = sort in (TrialSort.NUMBER_DESC, TrialSort.SCORE_DESC)
+    after_number = bindparam("after_number", type_=Integer)
+    if sort in (TrialSort.SCORE, TrialSort.SCORE_DESC):  # unscored trials are left out
+        statement = statement.where(TrialRow.score.is_not(None))
+        if resumed:
+            after_score = bindparam("after_score", type_=Float)
+            beyond = TrialRow.score < after_score if descending else TrialRow.score > after_score
+            tie = and_(TrialRow.score == after_score, TrialRow.number > after_number)
+            statement = statement.where(or_(beyond, tie))
+        score = TrialRow.score.desc() if descending else TrialRow.score.asc()
+        statement = statement.order_by(score, TrialRow.number.asc())
+    else:
+        if resumed:
+            statement = statement.where(
+                TrialRow.number < after_number if descending else TrialRow.number > after_number
+            )
+        statement = statement.order_by(TrialRow.number.desc() if descending else TrialRow.number.asc())
+    return statement.limit(bindparam("limit", type_=Integer))
+
+
+def _brief(row: Row[*tuple[Any, ...]], parent: int | None) -> TrialBrief:
+    """The TrialBrief of a row that starts with `_brief_columns`, unpacked by position: reading a Row's
+    fields by name costs more than everything else a page of them needs."""
+    (
+        id_,
+        number,
+        status,
+        label,
+        score,
+        pinned,
+        vetoed,
+        seed,
+        worker,
+        duration_s,
+        created,
+        started,
+        finished,
+    ) = row[:_BRIEF_WIDTH]
+    return TrialBrief(
+        id=id_,
+        number=number,
+        parent=parent,
+        status=TrialStatus(status),
+        label=FailureLabel(label) if label is not None else None,
+        score=score,
+        pinned=pinned,
+        vetoed=vetoed,
+        seed=seed,
+        worker=worker,
+        duration_s=duration_s,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+    )
+
+
 def _encode_cursor(value: float | None, number: int) -> str:
     return base64.urlsafe_b64encode(json.dumps([value, number]).encode()).decode()
 
@@ -484,8 +618,31 @@ def _engine(url: str) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    # pre_ping: after a server restart the first call reconnects instead of failing.
-    return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    # A pool as large as the API's thread pool is busy, so no connection is opened and closed per request.
+    engine = create_engine(parsed, connect_args=connect_args, pool_size=20)
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection before use when it sat idle for PING_AFTER_IDLE_S or more, and replace
+    it if the server dropped it: after a database restart the next call reconnects instead of failing.
+    A connection in steady use goes unchecked; checking before every use (pool_pre_ping) is a round trip
+    more per transaction."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)  # None: a new connection
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"the pooled connection is gone: {_first_line(exc)}") from exc
 
 
 class SqlStore(Store):
@@ -905,87 +1062,81 @@ class SqlStore(Store):
             rows = connection.execute(statement).all()
             if not rows:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
-        return [
-            LineageEntry(
-                number=r.number,
-                parent=r.parent_number,
-                retry_of=r.retry_of_number,
-                status=TrialStatus(r.status),
-                label=FailureLabel(r.label) if r.label is not None else None,
-                score=r.score,
-                title=idea_title(IdeaOrigin(r.origin), r.key, r.hypothesis),
-                origin=IdeaOrigin(r.origin),
-                pinned=r.pinned,
-                vetoed=r.vetoed,
+        entries = []
+        for (
+            number,
+            parent_number,
+            retry_of,
+            status,
+            label,
+            score,
+            pinned,
+            vetoed,
+            hypothesis,
+            origin,
+            key,
+        ) in rows:
+            origin = IdeaOrigin(origin)  # rows unpacked by position: by name costs more than the rest
+            entries.append(
+                LineageEntry(
+                    number=number,
+                    parent=parent_number,
+                    retry_of=retry_of,
+                    status=TrialStatus(status),
+                    label=FailureLabel(label) if label is not None else None,
+                    score=score,
+                    title=idea_title(origin, key, hypothesis),
+                    origin=origin,
+                    pinned=pinned,
+                    vetoed=vetoed,
+                )
             )
-            for r in rows
-        ]
+        return entries
 
     def steered_trials(self, campaign_id: int) -> list[Trial]:
         with self._transaction() as connection:
             return [_trial(row) for row in connection.execute(_STEERED, {"campaign_id": campaign_id})]
 
     def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
-        statement = select(TrialRow).where(TrialRow.campaign_id == campaign_id)
-        if query.statuses:
-            statement = statement.where(TrialRow.status.in_([str(s) for s in query.statuses]))
-        if query.labels:
-            statement = statement.where(TrialRow.label.in_([str(label) for label in query.labels]))
-        if query.min_score is not None:
-            statement = statement.where(TrialRow.score >= query.min_score)
-        if query.max_score is not None:
-            statement = statement.where(TrialRow.score <= query.max_score)
         by_score = query.sort in (TrialSort.SCORE, TrialSort.SCORE_DESC)
-        descending = query.sort in (TrialSort.NUMBER_DESC, TrialSort.SCORE_DESC)
-        if by_score:  # unscored trials come last, in order of number
-            statement = statement.where(TrialRow.score.is_not(None))
+        params: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "min_score": query.min_score,
+            "max_score": query.max_score,
+            "limit": max(1, min(query.limit, 1000)) + 1,  # one more tells whether a page follows
+        }
         if query.after is not None:
-            value, number = _decode_cursor(query.after)
-            if by_score:
-                if value is None:
-                    raise ConfigError(f"not a cursor of a page sorted by score: {query.after!r}")
-                beyond = TrialRow.score < value if descending else TrialRow.score > value
-                statement = statement.where(
-                    or_(beyond, and_(TrialRow.score == value, TrialRow.number > number))
-                )
-            else:
-                statement = statement.where(
-                    TrialRow.number < number if descending else TrialRow.number > number
-                )
-        if by_score:
-            score = TrialRow.score.desc() if descending else TrialRow.score.asc()
-            statement = statement.order_by(score, TrialRow.number.asc())
-        else:
-            statement = statement.order_by(TrialRow.number.desc() if descending else TrialRow.number.asc())
-        limit = max(1, min(query.limit, 1000))
+            params["after_score"], params["after_number"] = _decode_cursor(query.after)
+            if by_score and params["after_score"] is None:
+                raise ConfigError(f"not a cursor of a page sorted by score: {query.after!r}")
+        statement = _page_statement(
+            tuple(sorted(set(query.statuses))),
+            tuple(sorted(set(query.labels))),
+            query.min_score is not None,
+            query.max_score is not None,
+            query.sort,
+            query.after is not None,
+        )
         with self._transaction() as connection:
-            rows = connection.execute(statement.limit(limit + 1)).all()
+            rows = connection.execute(statement, params).all()
             if not rows:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
-        trials = tuple(_trial(row) for row in rows[:limit])
+        limit = params["limit"] - 1
+        trials = tuple(_brief(row, row[_BRIEF_WIDTH]) for row in rows[:limit])  # the parent's number
         last = trials[-1] if len(rows) > limit else None
         following = _encode_cursor(last.score if by_score else None, last.number) if last else None
         return TrialPage(trials, following)
 
-    def ancestors(self, trial_id: int) -> list[Trial]:
-        chain = (
-            select(TrialRow.id, TrialRow.parent_id)
-            .where(TrialRow.id == trial_id)
-            .cte("chain", recursive=True)
-        )
-        chain = chain.union_all(
-            select(TrialRow.id, TrialRow.parent_id).join(chain, TrialRow.id == chain.c.parent_id)
-        )
-        statement = select(TrialRow).join(chain, TrialRow.id == chain.c.id).where(TrialRow.id != trial_id)
+    def ancestors(self, campaign_id: int, number: int) -> list[TrialBrief]:
+        params = {"campaign_id": campaign_id, "number": number}
         with self._transaction() as connection:
-            trial = self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
-            rows = connection.execute(statement).all()
-        by_id = {row.id: _trial(row) for row in rows}
-        ordered, current = [], trial.parent_id
-        while current is not None:  # from the parent up to the root, then reversed: root first
-            ordered.append(by_id[current])
-            current = by_id[current].parent_id
-        return ordered[::-1]
+            rows = connection.execute(_ANCESTORS, params).all()
+            if not rows and connection.execute(_TRIAL_EXISTS, params).first() is None:
+                raise NotFound(f"no trial {number} in campaign {campaign_id}")
+        chain: list[TrialBrief] = []
+        for row in rows:  # root first: each one's parent is the one before
+            chain.append(_brief(row, chain[-1].number if chain else None))
+        return chain
 
     def last_event_id(self, campaign_id: int) -> int:
         statement = select(func.coalesce(func.max(TrialEventRow.id), 0)).where(

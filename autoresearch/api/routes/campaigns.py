@@ -61,9 +61,7 @@ def installed_environment(settings: Settings, name: str) -> Environment | None:
         return None
 
 
-def best_trial(
-    store: Store, numbers: TrialNumbers, campaign: Campaign, direction: Direction | None
-) -> TrialSummary | None:
+def best_trial(store: Store, campaign: Campaign, direction: Direction | None) -> TrialSummary | None:
     if direction is None:
         return None
     sort = TrialSort.SCORE if direction is Direction.MINIMIZE else TrialSort.SCORE_DESC
@@ -71,7 +69,7 @@ def best_trial(
     if not page.trials:
         return None
     best = page.trials[0]
-    return trial_summary(best, numbers.number(store, best.parent_id))
+    return trial_summary(best, best.parent)
 
 
 def llm_usage(store: Store, campaign: Campaign) -> LLMUsagePublic:
@@ -106,7 +104,7 @@ def campaign_detail(
         counts={s: counts.get(s, 0) for s in TrialStatus},
         trials_counted=sum(counts.get(s, 0) for s in COUNTED),
         direction=direction,
-        best=best_trial(store, numbers, campaign, direction),
+        best=best_trial(store, campaign, direction),
         agents=agents_public(campaign),
         llm=llm_usage(store, campaign),
         gpu_hours=gpu_hours(store, env, campaign),

@@ -4,13 +4,20 @@ pins and vetoes people put on parents."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from autoresearch.adapters.artifacts import ArtifactStore, bundle_key
-from autoresearch.api.dependencies import ArtifactsDep, CampaignDep, NumbersDep, StoreDep, TrialDep
+from autoresearch.api.dependencies import (
+    ArtifactsDep,
+    CampaignDep,
+    NumberPath,
+    NumbersDep,
+    StoreDep,
+    TrialDep,
+)
 from autoresearch.api.numbers import TrialNumbers
 from autoresearch.api.problems import content, problems
 from autoresearch.api.routes.ideas import idea_public
@@ -34,7 +41,7 @@ from autoresearch.domain.model import (
     TrialStatus,
 )
 from autoresearch.errors import Conflict, NotFound
-from autoresearch.services.reports import trial_report
+from autoresearch.services.reports import call_dict, calls_behind, lineage_of
 from autoresearch.services.store import Store
 
 router = APIRouter(prefix="/campaigns/{ref}/trials", tags=["trials"])
@@ -43,18 +50,10 @@ _CODE_HASH = re.compile(r"[0-9a-f]{64}")  # a sha256: the only thing an artifact
 
 
 # reading ---------------------------------------------------------------------------------------
-def summaries(store: Store, numbers: TrialNumbers, trials: Sequence[Trial]) -> list[TrialSummary]:
-    """The trials as listed, each with its parent's number."""
-    numbers.learn(trials)
-    parents = numbers.of(store, [t.parent_id for t in trials])
-    return [trial_summary(t, parents.get(t.parent_id) if t.parent_id is not None else None) for t in trials]
-
-
 @router.get("", dependencies=[CAN_READ], responses=problems(401, 404, 422))
-def list_trials(
+async def list_trials(
     campaign: CampaignDep,
     store: StoreDep,
-    numbers: NumbersDep,
     status: Annotated[list[TrialStatus] | None, Query(description="Only these statuses; repeatable.")] = None,
     label: Annotated[
         list[FailureLabel] | None, Query(description="Only these failure labels; repeatable.")
@@ -81,8 +80,8 @@ def list_trials(
         after=after,
         limit=limit,
     )
-    page = store.page_trials(campaign.id, query)
-    return TrialPagePublic(items=summaries(store, numbers, page.trials), next=page.next)
+    page = await run_in_threadpool(store.page_trials, campaign.id, query)
+    return TrialPagePublic(items=[trial_summary(t, t.parent) for t in page.trials], next=page.next)
 
 
 def bundle_path(campaign: Campaign, trial: Trial) -> str | None:
@@ -92,12 +91,11 @@ def bundle_path(campaign: Campaign, trial: Trial) -> str | None:
 
 
 def trial_public(store: Store, numbers: TrialNumbers, campaign: Campaign, trial: Trial) -> TrialPublic:
-    report = trial_report(store, trial)  # the idea's and the trial's LLM calls, patches and lineage
-    lineage: list[int] = report["lineage"]
-    summary = trial_summary(trial, lineage[-2] if len(lineage) > 1 else None)
+    idea = store.get_idea(trial.idea_id)
+    lineage = lineage_of(store, trial)
     return TrialPublic(
-        **summary.model_dump(),
-        idea=idea_public(store, numbers, store.get_idea(trial.idea_id)),
+        **trial_summary(trial, lineage[-2] if len(lineage) > 1 else None).model_dump(),
+        idea=idea_public(store, numbers, idea),
         reason=trial.reason,
         exit_code=trial.exit_code,
         metrics=dict(trial.metrics),
@@ -109,13 +107,12 @@ def trial_public(store: Store, numbers: TrialNumbers, campaign: Campaign, trial:
         analysis=trial.analysis,
         retry_of=numbers.number(store, trial.retry_of),
         lineage=lineage,
-        patches=[_patch(p) for p in report["patches"]],
-        llm_calls=[LLMCallSummary.model_validate(call) for call in report["llm_calls"]],
+        patches=[_patch(p) for p in store.list_patches(trial.id)],
+        llm_calls=[LLMCallSummary.model_validate(call_dict(c)) for c in calls_behind(store, trial, idea)],
     )
 
 
-def _patch(fields: dict[str, Any]) -> PatchPublic:
-    patch = Patch(**fields)
+def _patch(patch: Patch) -> PatchPublic:
     return PatchPublic(
         attempt=patch.attempt,
         diff=patch.diff,
@@ -127,16 +124,22 @@ def _patch(fields: dict[str, Any]) -> PatchPublic:
 
 
 @router.get("/{number}", dependencies=[CAN_READ], responses=problems(401, 404, 422))
-def get_trial(trial: TrialDep, campaign: CampaignDep, store: StoreDep, numbers: NumbersDep) -> TrialPublic:
+async def get_trial(
+    campaign: CampaignDep, number: NumberPath, store: StoreDep, numbers: NumbersDep
+) -> TrialPublic:
     """The trial in full: idea, diff, metrics, curve, log tail, patch attempts and LLM calls."""
-    return trial_public(store, numbers, campaign, trial)
+
+    def read() -> TrialPublic:
+        return trial_public(store, numbers, campaign, store.get_trial_by_number(campaign.id, number))
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/{number}/ancestors", dependencies=[CAN_READ], responses=problems(401, 404, 422))
-def list_ancestors(trial: TrialDep, store: StoreDep) -> list[TrialSummary]:
+async def list_ancestors(campaign: CampaignDep, number: NumberPath, store: StoreDep) -> list[TrialSummary]:
     """The trial's parent, its parent's parent... root (the baseline) first; empty for the baseline."""
-    chain = store.ancestors(trial.id)
-    return [trial_summary(t, chain[i - 1].number if i else None) for i, t in enumerate(chain)]
+    chain = await run_in_threadpool(store.ancestors, campaign.id, number)
+    return [trial_summary(t, t.parent) for t in chain]
 
 
 def bundle_of(artifacts: ArtifactStore, trial: Trial) -> bytes:
@@ -183,26 +186,30 @@ def set_flags(store: Store, trial: Trial, *, pinned: bool | None = None, vetoed:
     return store.set_trial_flags(trial.id, pinned=pinned, vetoed=vetoed)
 
 
+def flagged(store: Store, numbers: TrialNumbers, trial: Trial) -> TrialSummary:
+    return trial_summary(trial, numbers.number(store, trial.parent_id))
+
+
 FLAG_PROBLEMS = problems(401, 403, 404, 409, 422)
 
 
 @router.post("/{number}/pin", dependencies=[CAN_WRITE], responses=FLAG_PROBLEMS)
 def pin(trial: TrialDep, store: StoreDep, numbers: NumbersDep) -> TrialSummary:
     """Keep the trial among the parents the strategy chooses from (once it has a score)."""
-    return summaries(store, numbers, [set_flags(store, trial, pinned=True)])[0]
+    return flagged(store, numbers, set_flags(store, trial, pinned=True))
 
 
 @router.post("/{number}/unpin", dependencies=[CAN_WRITE], responses=FLAG_PROBLEMS)
 def unpin(trial: TrialDep, store: StoreDep, numbers: NumbersDep) -> TrialSummary:
-    return summaries(store, numbers, [set_flags(store, trial, pinned=False)])[0]
+    return flagged(store, numbers, set_flags(store, trial, pinned=False))
 
 
 @router.post("/{number}/veto", dependencies=[CAN_WRITE], responses=FLAG_PROBLEMS)
 def veto(trial: TrialDep, store: StoreDep, numbers: NumbersDep) -> TrialSummary:
     """Never choose the trial as a parent again."""
-    return summaries(store, numbers, [set_flags(store, trial, vetoed=True)])[0]
+    return flagged(store, numbers, set_flags(store, trial, vetoed=True))
 
 
 @router.post("/{number}/unveto", dependencies=[CAN_WRITE], responses=FLAG_PROBLEMS)
 def unveto(trial: TrialDep, store: StoreDep, numbers: NumbersDep) -> TrialSummary:
-    return summaries(store, numbers, [set_flags(store, trial, vetoed=False)])[0]
+    return flagged(store, numbers, set_flags(store, trial, vetoed=False))
