@@ -29,3 +29,4 @@ lint: install
 bench: install
 	$(BIN)/python bench/orchestration.py
 	$(BIN)/python bench/dispatch.py  # needs the local PostgreSQL and Redis
+	$(BIN)/python bench/api.py  # needs the local PostgreSQL
