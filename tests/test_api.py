@@ -237,7 +237,12 @@ def test_health_needs_no_token_and_hides_the_database_password(api: Api, databas
     response = api.anon.get("/api/v1/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "version": __version__, "database": safe_url(database_url)}
+    assert response.json() == {
+        "status": "ok",
+        "version": __version__,
+        "database": safe_url(database_url),
+        "process": os.getpid(),  # the server runs in a thread of the tests
+    }
     assert response.json()["database"].startswith("postgresql+psycopg://")
 
 
@@ -249,6 +254,42 @@ def test_the_server_migrates_a_fresh_database_when_it_starts(settings: Settings)
 
     assert response.status_code == 200
     assert response.json() == []
+
+
+@postgres
+def test_api_workers_each_take_a_share_of_a_burst_of_connections(database_url: str, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env |= {"AUTORESEARCH_DATABASE_URL": database_url, "AUTORESEARCH_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "autoresearch", "api", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.2)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]  # a burst
+        for client in clients:
+            client.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        answered_by = set()
+        for client in clients:
+            with client, client.makefile("rb") as answer:
+                answered_by.add(json.loads(answer.read().split(b"\r\n\r\n", 1)[1])["process"])
+
+        assert len(answered_by) == 2 and server.pid not in answered_by
+        second = _cli(env, "api", "--port", str(port), "--workers", "2")  # the port is taken
+        assert second.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
 
 
 @postgres

@@ -8,7 +8,10 @@ reads of the store without holding a thread).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +19,6 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from uvicorn.supervisors import Multiprocess
 
 from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
@@ -28,6 +30,7 @@ from autoresearch.api.routes import ROUTERS
 from autoresearch.api.schemas import API_PREFIX
 from autoresearch.api.settings import ApiSettings, load_api_settings
 from autoresearch.dashboard import install as install_dashboard
+from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -98,22 +101,53 @@ def serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
         return
-    config = uvicorn.Config(
-        "autoresearch.api.app:create_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-    )
-    # uvicorn binds a worker pool's socket without naming TCP as its protocol, so asyncio leaves Nagle on
-    # for each connection and every keep-alive response waits ~40 ms for a delayed ACK.
+    _listener(host, port, shared=False).close()  # a port already taken is one clear error, here
+    # Each worker listens on a socket of its own on the port (SO_REUSEPORT) and the kernel spreads new
+    # connections over them evenly. On one shared socket, the worker that woke first accepted a whole
+    # burst: 20 clients connecting at once all went to one of two workers, and stayed there.
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_worker, args=(host, port), name=f"api-{n}") for n in range(workers)]
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    for process in processes:
+        process.start()
+    try:
+        while not stopping.wait(0.5):
+            for process in processes:
+                if not process.is_alive():
+                    raise AutoresearchError(
+                        f"API worker {process.name} (pid {process.pid}) exited with {process.exitcode}:"
+                        " stopping the others"
+                    )
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+
+
+def _worker(host: str, port: int) -> None:
+    """One worker process of `serve`: uvicorn on a socket of its own."""
+    config = uvicorn.Config("autoresearch.api.app:create_app", factory=True, log_level="info")
+    uvicorn.Server(config).run(sockets=[_listener(host, port, shared=True)])
+
+
+def _listener(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A socket bound to the address; `shared`: one of several, each in a worker, on the same port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # TCP named as the protocol: asyncio then turns Nagle off for each connection. Without, every
+    # keep-alive response waited ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        Multiprocess(config, sockets=[sock]).run()
-    finally:
+        sock.bind((host, port))
+    except OSError as exc:
         sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock

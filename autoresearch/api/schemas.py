@@ -46,6 +46,7 @@ class HealthPublic(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
     database: str  # the URL with its password hidden
+    process: int = Field(description="The process id of the API worker that answered.")
 
 
 # tokens ----------------------------------------------------------------------------------------

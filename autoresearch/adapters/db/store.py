@@ -618,7 +618,8 @@ def _engine(url: str) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    # A pool as large as the API's thread pool is busy, so no connection is opened and closed per request.
+    # Up to 20 connections stay open once made (the default keeps 5): with more requests at once than the
+    # pool keeps, the API opened and closed a connection, a server process each, per request.
     engine = create_engine(parsed, connect_args=connect_args, pool_size=20)
     _ping_after_idle(engine)
     return engine

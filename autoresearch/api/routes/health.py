@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 
 from autoresearch import __version__
@@ -11,6 +13,6 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(request: Request) -> HealthPublic:
+async def health(request: Request) -> HealthPublic:
     """Needs no token."""
-    return HealthPublic(version=__version__, database=request.app.state.database)
+    return HealthPublic(version=__version__, database=request.app.state.database, process=os.getpid())
