@@ -266,12 +266,11 @@ def test_api_workers_each_take_a_share_of_a_burst_of_connections(database_url: s
     command = [sys.executable, "-m", "autoresearch", "api", "--port", str(port), "--workers", "2"]
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        deadline, started = time.monotonic() + 60, set()
+        while len(started) < 2:  # both workers listen: a new connection reaches either
             assert server.poll() is None and time.monotonic() < deadline, server.communicate()
             try:
-                if httpx2.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                    break
+                started.add(httpx2.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).json()["process"])
             except httpx2.TransportError:
                 time.sleep(0.2)
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]  # a burst
