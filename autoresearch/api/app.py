@@ -1,8 +1,10 @@
 """The HTTP API: a FastAPI app over the store, every route under `/api/v1`.
 
-The store and the artifact store are opened once, when the app starts. The store blocks, so routes are
-plain functions that FastAPI runs in its thread pool; only the event stream is async (it waits between
-reads of the store without holding a thread).
+The store and the artifact store are opened once, when the app starts. The store blocks, so most routes
+are plain functions that FastAPI runs in its thread pool. The busiest reads (pages of trials, a trial,
+its ancestors, the lineage) are async and take one explicit hop there for all their store calls; a hop
+per dependency cost more than the reads (see `dependencies`). The event stream waits between reads of
+the store without holding a thread.
 """
 
 from __future__ import annotations
