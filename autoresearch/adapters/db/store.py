@@ -211,9 +211,6 @@ _CHAIN = _CHAIN.union_all(
 )
 # A walk up the primary key, one row per step, carrying what a TrialBrief shows: the root comes last.
 _ANCESTORS = select(_CHAIN).order_by(_CHAIN.c.depth.desc())
-_TRIAL_EXISTS = select(TrialRow.id).where(
-    TrialRow.campaign_id == bindparam("campaign_id"), TrialRow.number == bindparam("number")
-)
 _TRIAL_COUNTS = (
     select(TrialRow.status, func.count())
     .where(TrialRow.campaign_id == bindparam("campaign_id"))
@@ -1100,11 +1097,12 @@ class SqlStore(Store):
 
     def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
         by_score = query.sort in (TrialSort.SCORE, TrialSort.SCORE_DESC)
+        limit = max(1, min(query.limit, 1000))
         params: dict[str, Any] = {
             "campaign_id": campaign_id,
             "min_score": query.min_score,
             "max_score": query.max_score,
-            "limit": max(1, min(query.limit, 1000)) + 1,  # one more tells whether a page follows
+            "limit": limit + 1,  # one more tells whether a page follows
         }
         if query.after is not None:
             params["after_score"], params["after_number"] = _decode_cursor(query.after)
@@ -1122,7 +1120,6 @@ class SqlStore(Store):
             rows = connection.execute(statement, params).all()
             if not rows:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
-        limit = params["limit"] - 1
         trials = tuple(_brief(row, row[_BRIEF_WIDTH]) for row in rows[:limit])  # the parent's number
         last = trials[-1] if len(rows) > limit else None
         following = _encode_cursor(last.score if by_score else None, last.number) if last else None
@@ -1132,8 +1129,8 @@ class SqlStore(Store):
         params = {"campaign_id": campaign_id, "number": number}
         with self._transaction() as connection:
             rows = connection.execute(_ANCESTORS, params).all()
-            if not rows and connection.execute(_TRIAL_EXISTS, params).first() is None:
-                raise NotFound(f"no trial {number} in campaign {campaign_id}")
+            if not rows and connection.execute(_TRIAL_BY_NUMBER, params).first() is None:
+                raise NotFound(f"campaign {campaign_id} has no trial number {number}")
         chain: list[TrialBrief] = []
         for row in rows:  # root first: each one's parent is the one before
             chain.append(_brief(row, chain[-1].number if chain else None))
