@@ -1203,7 +1203,8 @@ def test_a_page_of_trials_costs_a_fixed_few_queries_whatever_its_parents(api: Ap
     by_score = _statements(api, "/api/v1/campaigns/big/trials?sort=score&limit=50")
     ancestors = _statements(api, "/api/v1/campaigns/big/trials/149/ancestors")
 
-    assert by_number == by_score == ancestors == 3  # token, campaign, the trials with their parents' numbers
+    # token, campaign, the trials with their parents' numbers; then the campaign's id is known
+    assert (by_number, by_score, ancestors) == (3, 2, 2)
 
 
 @postgres

@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.state.api_settings = api_settings
     app.state.artifacts = open_artifacts(settings)
     app.state.trial_numbers = TrialNumbers()
+    app.state.campaign_ids = {}  # campaign name -> id (see dependencies._campaign_id)
     app.state.event_streams = 0  # event streams open now
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

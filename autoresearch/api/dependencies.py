@@ -60,14 +60,34 @@ ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 NumbersDep = Annotated[TrialNumbers, Depends(_trial_numbers)]
 
 
-async def _campaign(
-    ref: Annotated[str, Path(description="The campaign's name, or its id.", examples=["nanogpt-speedrun"])],
-    store: StoreDep,
-) -> Campaign:
+CampaignRef = Annotated[
+    str, Path(description="The campaign's name, or its id.", examples=["nanogpt-speedrun"])
+]
+
+
+async def _campaign(ref: CampaignRef, store: StoreDep) -> Campaign:
     return store.get_campaign(ref)
 
 
 CampaignDep = Annotated[Campaign, Depends(_campaign)]
+
+
+async def _campaign_id(ref: CampaignRef, request: Request, store: StoreDep) -> int:
+    """The id of the campaign `ref` names, for routes that need nothing else of it. A campaign keeps its
+    name and id for good (none is renamed or deleted), so an id found by name is kept: these routes then
+    cost one query less. Only names are kept: a number names a campaign by id only while no campaign has
+    it as its name."""
+    known: dict[str, int] = request.app.state.campaign_ids
+    if (campaign_id := known.get(ref)) is not None:
+        return campaign_id
+    campaign = store.get_campaign(ref)
+    if campaign.name == ref and len(known) < _CAMPAIGN_IDS_KEPT:
+        known[ref] = campaign.id
+    return campaign.id
+
+
+_CAMPAIGN_IDS_KEPT = 100_000
+CampaignIdDep = Annotated[int, Depends(_campaign_id)]
 
 
 NumberPath = Annotated[int, Path(ge=0, description="The trial's number in its campaign (0: the baseline).")]

@@ -657,6 +657,7 @@ class SqlStore(Store):
             raise StoreError(f"cannot open a database at {self.url}: {_first_line(exc)}{hint}") from exc
         # SQLite runs one writer at a time; PostgreSQL needs a row lock where a write reads first.
         self._locks_rows = self.engine.dialect.name != "sqlite"
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url!r})"
@@ -664,9 +665,21 @@ class SqlStore(Store):
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One connection and transaction: commits on success, rolls back on any exception."""
+        with self._errors_mapped(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """One connection in autocommit, for reads that need no snapshot across statements (one
+        statement, or a second that only explains an empty first): no BEGIN and COMMIT, which on
+        PostgreSQL are a round trip each, as much as the read itself."""
+        with self._errors_mapped(), self._autocommit.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            yield
         except (OperationalError, InterfaceError) as exc:
             raise _unusable(self.url, exc) from exc
         except DataError as exc:  # a value this database cannot hold: a NUL in text, a number out of range
@@ -720,7 +733,7 @@ class SqlStore(Store):
             raise ConfigError(f"a campaign named {name!r} already exists; choose another name") from exc
 
     def get_campaign(self, ref: int | str) -> Campaign:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             row: Row[Any] | None = None
             if isinstance(ref, str):
                 row = connection.execute(_CAMPAIGN_BY_NAME, {"name": ref}).one_or_none()
@@ -734,7 +747,7 @@ class SqlStore(Store):
         return _campaign(row)
 
     def list_campaigns(self) -> list[Campaign]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return [_campaign(row) for row in connection.execute(_CAMPAIGNS_NEWEST_FIRST)]
 
     def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None:
@@ -851,11 +864,11 @@ class SqlStore(Store):
             ) from exc
 
     def get_idea(self, idea_id: int) -> Idea:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return _idea(self._require(connection, _IDEA_BY_ID, {"idea_id": idea_id}, "idea"))
 
     def list_ideas(self, campaign_id: int, *, after: int = 0) -> list[Idea]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             params = {"campaign_id": campaign_id, "after": after}
             ideas = [_idea(row) for row in connection.execute(_IDEAS_BY_ID, params)]
             if not ideas:
@@ -915,7 +928,7 @@ class SqlStore(Store):
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": retry_of}, "trial to retry")
 
     def first_trial_of(self, idea_id: int) -> Trial | None:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             row = connection.execute(_FIRST_TRIAL_OF_IDEA, {"idea_id": idea_id}).one_or_none()
         return _trial(row) if row is not None else None
 
@@ -1028,7 +1041,7 @@ class SqlStore(Store):
 
     def trial_numbers(self, trial_ids: Collection[int]) -> dict[int, int]:
         statement = select(TrialRow.id, TrialRow.number).where(TrialRow.id.in_(list(trial_ids)))
-        with self._transaction() as connection:
+        with self._reading() as connection:
             found = {row.id: row.number for row in connection.execute(statement)}
         if missing := set(trial_ids) - found.keys():
             raise NotFound(f"no trial with id {min(missing)}")
@@ -1056,7 +1069,7 @@ class SqlStore(Store):
             .where(TrialRow.campaign_id == campaign_id)
             .order_by(TrialRow.number)
         )
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(statement).all()
             if not rows:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
@@ -1092,7 +1105,7 @@ class SqlStore(Store):
         return entries
 
     def steered_trials(self, campaign_id: int) -> list[Trial]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return [_trial(row) for row in connection.execute(_STEERED, {"campaign_id": campaign_id})]
 
     def page_trials(self, campaign_id: int, query: TrialQuery) -> TrialPage:
@@ -1116,7 +1129,7 @@ class SqlStore(Store):
             query.sort,
             query.after is not None,
         )
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(statement, params).all()
             if not rows:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
@@ -1127,7 +1140,7 @@ class SqlStore(Store):
 
     def ancestors(self, campaign_id: int, number: int) -> list[TrialBrief]:
         params = {"campaign_id": campaign_id, "number": number}
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(_ANCESTORS, params).all()
             if not rows and connection.execute(_TRIAL_BY_NUMBER, params).first() is None:
                 raise NotFound(f"campaign {campaign_id} has no trial number {number}")
@@ -1140,11 +1153,11 @@ class SqlStore(Store):
         statement = select(func.coalesce(func.max(TrialEventRow.id), 0)).where(
             TrialEventRow.campaign_id == campaign_id
         )
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return int(connection.execute(statement).scalar_one())
 
     def trial_events(self, campaign_id: int, *, after: int = 0, limit: int = 500) -> list[TrialEvent]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(
                 _EVENTS_AFTER, {"campaign_id": campaign_id, "after": after, "limit": limit}
             ).all()
@@ -1153,11 +1166,11 @@ class SqlStore(Store):
         ]
 
     def get_trial(self, trial_id: int) -> Trial:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return _trial(self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial"))
 
     def get_trial_by_number(self, campaign_id: int, number: int) -> Trial:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             row = connection.execute(
                 _TRIAL_BY_NUMBER, {"campaign_id": campaign_id, "number": number}
             ).one_or_none()
@@ -1173,7 +1186,7 @@ class SqlStore(Store):
         statement = _TRIALS_BY_NUMBER
         if statuses is not None:
             statement, params["statuses"] = _TRIALS_IN_STATUSES, sorted(statuses)
-        with self._transaction() as connection:
+        with self._reading() as connection:
             trials = [_trial(row) for row in connection.execute(statement, params)]
             if not trials:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")
@@ -1183,11 +1196,11 @@ class SqlStore(Store):
         statement = select(func.coalesce(func.sum(TrialRow.duration_s), 0.0)).where(
             TrialRow.campaign_id == campaign_id
         )
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return float(connection.execute(statement).scalar_one() or 0.0)
 
     def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(_TRIAL_COUNTS, {"campaign_id": campaign_id})
             counts = {TrialStatus(status): n for status, n in rows}
             if not counts:
@@ -1222,7 +1235,7 @@ class SqlStore(Store):
             raise NotFound(f"no trial {trial_id} or LLM call {llm_call_id} to add a patch to") from exc
 
     def list_patches(self, trial_id: int) -> list[Patch]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             patches = [_patch(row) for row in connection.execute(_PATCHES_BY_ATTEMPT, {"trial_id": trial_id})]
             if not patches:
                 self._require(connection, _TRIAL_BY_ID, {"trial_id": trial_id}, "trial")
@@ -1276,7 +1289,7 @@ class SqlStore(Store):
             ) from exc
 
     def get_llm_call(self, call_id: int) -> LLMCall:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return _llm_call(self._require(connection, _LLM_CALL_BY_ID, {"call_id": call_id}, "LLM call"))
 
     def reject_llm_call(self, call_id: int, error: str) -> None:
@@ -1292,11 +1305,11 @@ class SqlStore(Store):
             statement = statement.where(LLMCallRow.idea_id == idea_id)
         if trial_id is not None:
             statement = statement.where(LLMCallRow.trial_id == trial_id)
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return [_llm_call(row) for row in connection.execute(statement, {"campaign_id": campaign_id})]
 
     def llm_usage(self, campaign_id: int) -> dict[Role, Usage]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             rows = connection.execute(_LLM_USAGE, {"campaign_id": campaign_id})
             return {
                 Role(role): Usage(int(calls), int(i), int(o), int(c), float(d or 0.0), int(unpriced))
@@ -1316,7 +1329,7 @@ class SqlStore(Store):
             return _token(connection.execute(_INSERT_TOKEN, values).one())
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             row = connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).one_or_none()
         return _token(row) if row is not None else None
 
@@ -1330,7 +1343,7 @@ class SqlStore(Store):
         return _token(row)
 
     def list_tokens(self) -> list[ApiToken]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return [_token(row) for row in connection.execute(_TOKENS)]
 
     # workers ---------------------------------------------------------------------------------
@@ -1356,7 +1369,7 @@ class SqlStore(Store):
             connection.execute(delete(WorkerRow).where(WorkerRow.name == name))
 
     def list_workers(self) -> list[WorkerInfo]:
-        with self._transaction() as connection:
+        with self._reading() as connection:
             return [
                 WorkerInfo(
                     name=row.name,

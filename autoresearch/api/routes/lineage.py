@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from autoresearch.api.dependencies import CampaignDep, StoreDep
+from autoresearch.api.dependencies import CampaignIdDep, StoreDep
 from autoresearch.api.problems import problems
 from autoresearch.api.schemas import LineagePublic
 from autoresearch.api.security import CAN_READ
@@ -29,12 +29,12 @@ _GRAPH = TypeAdapter(_Graph)
 
 
 @router.get("", dependencies=[CAN_READ], responses=problems(401, 404), response_model=LineagePublic)
-async def get_lineage(campaign: CampaignDep, store: StoreDep) -> Response:
+async def get_lineage(campaign_id: CampaignIdDep, store: StoreDep) -> Response:
     """Every trial as a node (with its idea's title and origin) and every parent -> child edge. One query
     whatever the campaign's size."""
 
     def render() -> bytes:
-        entries = store.lineage_entries(campaign.id)
+        entries = store.lineage_entries(campaign_id)
         edges = [(entry.parent, entry.number) for entry in entries if entry.parent is not None]
         return _GRAPH.dump_json({"nodes": entries, "edges": edges})
 

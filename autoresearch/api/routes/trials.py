@@ -13,6 +13,7 @@ from autoresearch.adapters.artifacts import ArtifactStore, bundle_key
 from autoresearch.api.dependencies import (
     ArtifactsDep,
     CampaignDep,
+    CampaignIdDep,
     NumberPath,
     NumbersDep,
     StoreDep,
@@ -52,7 +53,7 @@ _CODE_HASH = re.compile(r"[0-9a-f]{64}")  # a sha256: the only thing an artifact
 # reading ---------------------------------------------------------------------------------------
 @router.get("", dependencies=[CAN_READ], responses=problems(401, 404, 422))
 async def list_trials(
-    campaign: CampaignDep,
+    campaign_id: CampaignIdDep,
     store: StoreDep,
     status: Annotated[list[TrialStatus] | None, Query(description="Only these statuses; repeatable.")] = None,
     label: Annotated[
@@ -80,7 +81,7 @@ async def list_trials(
         after=after,
         limit=limit,
     )
-    page = await run_in_threadpool(store.page_trials, campaign.id, query)
+    page = await run_in_threadpool(store.page_trials, campaign_id, query)
     return TrialPagePublic(items=[trial_summary(t, t.parent) for t in page.trials], next=page.next)
 
 
@@ -136,9 +137,11 @@ async def get_trial(
 
 
 @router.get("/{number}/ancestors", dependencies=[CAN_READ], responses=problems(401, 404, 422))
-async def list_ancestors(campaign: CampaignDep, number: NumberPath, store: StoreDep) -> list[TrialSummary]:
+async def list_ancestors(
+    campaign_id: CampaignIdDep, number: NumberPath, store: StoreDep
+) -> list[TrialSummary]:
     """The trial's parent, its parent's parent... root (the baseline) first; empty for the baseline."""
-    chain = await run_in_threadpool(store.ancestors, campaign.id, number)
+    chain = await run_in_threadpool(store.ancestors, campaign_id, number)
     return [trial_summary(t, t.parent) for t in chain]
 
 
