@@ -33,6 +33,8 @@ class Metric(StrictModel):
 
 
 TRIAL_PLACEHOLDERS = frozenset({"python", "preset", "seed", "data", "out"})
+# train_seconds: how long the training phase ran, by the runner's clock (the score of a speedrun).
+EVALUATE_PLACEHOLDERS = TRIAL_PLACEHOLDERS | {"train_seconds"}
 PREPARE_PLACEHOLDERS = frozenset({"python", "data"})
 
 
@@ -56,10 +58,16 @@ class Commands(StrictModel):
     train: list[str] = Field(min_length=1)
     evaluate: list[str] = Field(min_length=1)
 
-    @field_validator("train", "evaluate")
+    @field_validator("train")
     @classmethod
-    def _trial_placeholders(cls, argv: list[str]) -> list[str]:
+    def _train_placeholders(cls, argv: list[str]) -> list[str]:
         _check_placeholders(argv, TRIAL_PLACEHOLDERS)
+        return argv
+
+    @field_validator("evaluate")
+    @classmethod
+    def _evaluate_placeholders(cls, argv: list[str]) -> list[str]:
+        _check_placeholders(argv, EVALUATE_PLACEHOLDERS)
         return argv
 
     @field_validator("prepare")
@@ -97,6 +105,7 @@ class Budget(StrictModel):
     wall_clock_s: Annotated[float, Field(gt=0)] = 600.0
     memory_mb: Annotated[int, Field(gt=0)] | None = None
     max_params: Annotated[int, Field(gt=0)] | None = None
+    max_bytes: Annotated[int, Field(gt=0)] | None = None  # of the saved artifact, as the evaluator measures it
 
     @model_validator(mode="after")
     def _wall_clock_covers_seconds(self) -> Budget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.adapters.db import open_store
+from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, Scope, TrialStatus
 from autoresearch.services.auth import authenticate
 from autoresearch.testing import ENVIRONMENTS_DIR
@@ -291,3 +293,65 @@ def test_an_api_token_is_shown_once_stored_as_a_hash_and_revocable(cli: Cli, sql
     store.close()
     assert "no API token with id 99" in cli("token", "revoke", "99", check=False).stderr
     assert cli("token", "create", "--scope", "root", check=False).returncode == 2  # not a scope
+
+
+def _shipped_copy(tmp_path: Path, name: str, technique: tuple[str, str], edits: dict[str, str]) -> Path:
+    """A copy of a shipped environment whose catalog holds one technique, train.py with `old` replaced by
+    `new` (so a campaign's second trial runs it), with `edits` made to its environment.toml; the folder
+    holding the copy."""
+    envs = tmp_path / "envs"
+    root = envs / name
+    shutil.copytree(Path(__file__).resolve().parents[1] / "environments" / name, root)
+    toml = (root / "environment.toml").read_text()
+    for old, new in edits.items():
+        assert old in toml, old
+        toml = toml.replace(old, new)
+    (root / "environment.toml").write_text(toml)
+    train = (root / "train.py").read_text()
+    assert technique[0] in train, technique[0]
+    diff = make_diff({"train.py": train}, {"train.py": train.replace(*technique, 1)})
+    shutil.rmtree(root / "catalog")
+    (root / "catalog").mkdir()
+    (root / "catalog" / "only.diff").write_text(diff)
+    (root / "catalog.toml").write_text(
+        '[[technique]]\nkey = "only"\nsurface = "hyperparameters"\nhypothesis = "the one"\ndiff = "catalog/only.diff"\n'
+    )
+    return envs
+
+
+def _labels(url: str, campaign: str) -> list[tuple[float | None, FailureLabel | None, str]]:
+    store = open_store(url)
+    trials = store.list_trials(store.get_campaign(campaign).id)
+    store.close()
+    return [(t.score, t.label, t.reason) for t in trials]
+
+
+@pytest.mark.slow
+def test_a_speedrun_under_its_accuracy_target_is_gate_miss_and_the_baseline_scores_its_time(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli_env["AUTORESEARCH_ENVIRONMENTS_PATH"] = str(
+        _shipped_copy(tmp_path, "digits", ("epochs = 30", "epochs = 1"), {})
+    )
+    cli("run", "digits", "--trials", "2", "--concurrency", "2", "--name", "race")
+    (baseline, no_label, _), (missed, label, reason) = _labels(cli_env["AUTORESEARCH_DATABASE_URL"], "race")
+    assert no_label is None and baseline is not None and 1.0 < baseline < 300  # the runner's clock, in s
+    assert missed is None and label is FailureLabel.GATE_MISS
+    assert "below the target 0.93" in reason
+
+
+@pytest.mark.slow
+def test_a_golf_model_over_the_byte_cap_is_size_cap(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    short = {
+        "budget = { steps = 600, wall_clock_s = 900, max_bytes = 1_000_000 }": "budget = { steps = 20, wall_clock_s = 300, max_bytes = 1_000_000 }"
+    }
+    cli_env["AUTORESEARCH_ENVIRONMENTS_PATH"] = str(
+        _shipped_copy(tmp_path, "nanogpt", ("width_scale = 1.0", "width_scale = 2.0"), short)
+    )
+    cli("run", "nanogpt", "--preset", "golf", "--trials", "2", "--concurrency", "2", "--name", "golf")
+    (baseline, no_label, _), (over, label, reason) = _labels(cli_env["AUTORESEARCH_DATABASE_URL"], "golf")
+    assert no_label is None and baseline is not None
+    assert over is None and label is FailureLabel.SIZE_CAP
+    assert reason.endswith("bytes, over the cap of 1,000,000")

@@ -59,6 +59,10 @@ def test_a_valid_environment_loads(tmp_path: Path) -> None:
             ('"train.py"]\nevaluate', '"train.py", "{outdir}"]\nevaluate'),
             r"commands\.train: .*unknown placeholder \{outdir\}",
         ),
+        (  # only the evaluator gets the training time: training could not know it
+            ('"train.py"]\nevaluate', '"train.py", "{train_seconds}"]\nevaluate'),
+            r"commands\.train: .*unknown placeholder \{train_seconds\}",
+        ),
     ],
 )
 def test_a_bad_environment_file_gets_one_line_naming_file_field_and_value(
@@ -76,7 +80,7 @@ def test_an_unknown_environment_or_preset_is_named_with_the_choices() -> None:
     search = Settings().environment_search_path
     with pytest.raises(NotFound, match=r"no environment named 'nope'.*nanogpt"):
         find_environment("nope", search)
-    with pytest.raises(NotFound, match="choose from smoke, cpu, gpu_small, gpu"):
+    with pytest.raises(NotFound, match="choose from smoke, cpu, golf, gpu_small, gpu"):
         find_environment("nanogpt", search).preset("huge")
 
 
@@ -88,10 +92,11 @@ def test_nanogpt_protects_its_evaluator_and_data_and_hides_them_from_trials() ->
     assert "environment.toml" in env.trial_files
 
 
-def test_every_nanogpt_technique_applies_to_the_baseline() -> None:
-    env = load_environment(NANOGPT)
+@pytest.mark.parametrize(("name", "at_least"), [("nanogpt", 12), ("digits", 5)])
+def test_every_technique_of_a_shipped_environment_applies_to_its_baseline(name: str, at_least: int) -> None:
+    env = load_environment(ROOT / "environments" / name)
     techniques, mutations = load_catalog(env)
-    assert len(techniques) >= 12
+    assert len(techniques) >= at_least
     assert len({t.surface for t in techniques}) >= 3
     baseline = env.read_editable()
     for technique in techniques:

@@ -164,7 +164,7 @@ class TrialRunner:
 
         evaluate = self._run_phase(
             "evaluate",
-            self._argv(self.env.spec.commands.evaluate, job, out_dir),
+            self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=f"{train.seconds:.3f}"),
             cwd=self.env.root,
             mounts=Mounts(
                 readable=(self.env.root, out_dir, *(self.data_dir / f for f in self.env.spec.data.evaluate)),
@@ -209,13 +209,14 @@ class TrialRunner:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.env.root / rel, target)
 
-    def _argv(self, template: list[str], job: TrialJob, out_dir: Path) -> list[str]:
+    def _argv(self, template: list[str], job: TrialJob, out_dir: Path, **more: str) -> list[str]:
         values = {
             "python": self.settings.python,
             "preset": self.preset_name,
             "seed": str(job.seed),
             "data": str(self.data_dir),
             "out": str(out_dir),
+            **more,
         }
         return [part.format_map(values) for part in template]
 
@@ -317,11 +318,13 @@ class TrialRunner:
         metric = self.env.spec.metric.name
         if metric not in verdict:
             return FailureLabel.CRASH, f"the evaluator printed no {metric}"
-        score, cap, gates = verdict[metric], self.preset.budget.max_params, self.env.spec.gates
+        score, budget, gates = verdict[metric], self.preset.budget, self.env.spec.gates
         if not math.isfinite(score):
             return FailureLabel.GATE_MISS, f"{metric} is {score}, not a finite number"
-        if cap is not None and verdict.get("params", 0) > cap:
-            return FailureLabel.SIZE_CAP, f"{verdict['params']:,.0f} parameters, over the cap of {cap:,}"
+        caps = ((budget.max_params, "params", "parameters"), (budget.max_bytes, "artifact_bytes", "bytes"))
+        for cap, key, what in caps:
+            if cap is not None and verdict.get(key, 0) > cap:
+                return FailureLabel.SIZE_CAP, f"{verdict[key]:,.0f} {what}, over the cap of {cap:,}"
         if gates.max_metric is not None and not score <= gates.max_metric:
             return FailureLabel.GATE_MISS, f"{metric} {score:g} is above the gate {gates.max_metric:g}"
         if gates.min_metric is not None and not score >= gates.min_metric:
