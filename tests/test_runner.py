@@ -48,6 +48,21 @@ def test_the_evaluator_owns_the_score_not_what_training_prints(env: Environment,
     assert result.metrics["params"] == 10
 
 
+def test_the_runner_measures_trainings_peak_memory_whatever_training_prints(
+    env: Environment, settings: Settings
+) -> None:
+    hold = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(1.5)"
+    grow = (
+        "import subprocess, sys\n"  # in a grandchild: the whole process tree counts
+        f"subprocess.run([sys.executable, '-c', {hold!r}], check=True)\n"
+        + env.read_editable()["train.py"]
+        + "print('train_peak_rss_mb: 1')\n"
+    )
+    result = _run(env, settings, _with_train(env, grow))
+    assert result.status is TrialStatus.SUCCEEDED
+    assert 300 < result.metrics["train_peak_rss_mb"] < 450
+
+
 def test_a_training_crash_is_labelled_crash_with_its_last_line(env: Environment, settings: Settings) -> None:
     result = _run(env, settings, _with_train(env, "raise RuntimeError('diverged at step 3')\n"))
     assert result.label is FailureLabel.CRASH

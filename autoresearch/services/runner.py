@@ -57,6 +57,7 @@ class PhaseOutcome:
     cancelled: bool = False
     oom: bool = False
     tail: str = ""
+    peak_rss_mb: float | None = None  # of the phase's process tree, sampled; None for a phase under 0.5 s
 
 
 def code_hash(code: Mapping[str, str]) -> str:
@@ -282,7 +283,7 @@ class TrialRunner:
             return PhaseOutcome(exit_code=None, seconds=0.0, tail=f"could not start {argv[0]}: {exc}")
         assert proc.stdout is not None
         capture = _LogCapture(proc.stdout, log, self.settings.log_cap_bytes, self.settings.log_tail_bytes)
-        timed_out, cancelled = _wait(proc, deadline, cancel)
+        timed_out, cancelled, peak_rss_mb = _wait(proc, deadline, cancel)
         if timed_out or cancelled:
             _kill_group(proc)
         capture.finish()
@@ -295,6 +296,7 @@ class TrialRunner:
             cancelled=cancelled,
             oom=oom,
             tail=capture.tail,
+            peak_rss_mb=peak_rss_mb,
         )
 
     def _phase_failure(self, what: str, phase: PhaseOutcome) -> tuple[FailureLabel, str] | None:
@@ -346,7 +348,7 @@ class TrialRunner:
         last = evaluate or train
         details = {
             # What training printed is shown, never scored: the evaluator's verdict wins every clash.
-            "metrics": parse_summary(train.tail) | dict(verdict),
+            "metrics": parse_summary(train.tail) | dict(verdict) | _measured(train),
             "curve": parse_progress(_read_text(root / "train.log")),
             "duration_s": time.monotonic() - started,
             "exit_code": last.exit_code,
@@ -360,6 +362,11 @@ class TrialRunner:
         if failure is not None:
             return TrialResult.failed(failure[0], failure[1], **details)
         return TrialResult.scored(verdict[self.env.spec.metric.name], **details)
+
+
+def _measured(train: PhaseOutcome) -> dict[str, float]:
+    """What the runner itself measured of training, kept with the trial's metrics."""
+    return {} if train.peak_rss_mb is None else {"train_peak_rss_mb": round(train.peak_rss_mb, 1)}
 
 
 def _read_text(path: Path) -> str:
@@ -404,8 +411,11 @@ class _LogCapture:
         self._stream.close()  # type: ignore[attr-defined]
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event) -> tuple[bool, bool]:
-    """Wait for the child until the deadline or a cancel: (timed out, cancelled).
+def _wait(
+    proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event
+) -> tuple[bool, bool, float | None]:
+    """Wait for the child until the deadline or a cancel: (timed out, cancelled, the peak memory of its
+    process tree in MB, sampled every _MEMORY_SAMPLE_S; None if it exited before the first sample).
 
     A pidfd wakes the moment the child exits; Popen.wait(timeout) polls with sleeps of up to 50 ms,
     which for short trials cost more than the trial itself.
@@ -414,22 +424,49 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Even
         pidfd: int | None = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
         pidfd = None
+    peak_mb: float | None = None
+    next_sample = time.monotonic() + _MEMORY_SAMPLE_S
     try:
         while proc.poll() is None:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if now >= next_sample:
+                peak_mb = max(peak_mb or 0.0, _tree_rss_mb(proc.pid))
+                next_sample = now + _MEMORY_SAMPLE_S
+            remaining = deadline - now
             if remaining <= 0:
-                return True, False
+                return True, False, peak_mb
             if cancel.is_set():
-                return False, True
+                return False, True, peak_mb
             if pidfd is not None:
                 select.select([pidfd], [], [], min(_POLL_S, remaining))
             else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=min(_POLL_S, remaining))
-        return False, False
+        return False, False, peak_mb
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+_MEMORY_SAMPLE_S = 0.5
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _tree_rss_mb(root: int) -> float:
+    """The resident memory of a process and all its descendants now, in MB (0 where /proc cannot tell).
+    Walks each process's children rather than all of /proc, which on a busy host is thousands of files.
+    The kernel's own peak (wait4's ru_maxrss) is no use here: it counts the spawning process's size, and
+    the sandbox does not pass its children's peaks up."""
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue  # it exited meanwhile, or this kernel has no children files
+    return total * _PAGE_MB
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
