@@ -62,6 +62,8 @@ from autoresearch.services.campaign import (
     campaign_lock,
     create_campaign,
 )
+from autoresearch.services.envcheck import CheckReport, check_environment, report_dict
+from autoresearch.services.environments import new_environment, register_environment
 from autoresearch.services.proposer import Proposal, Proposer
 from autoresearch.services.runner import TrialRunner, prepare_data
 from autoresearch.services.store import Store
@@ -891,6 +893,94 @@ def api(
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     serve(host, port, load_settings(), workers)
+
+
+# -- bringing your own environment --------------------------------------------------------------
+env_app = typer.Typer(help="Your own environments: make one, register one, check one.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("new")
+def env_new(
+    name: Annotated[str, typer.Argument(help="The environment's name, and its folder's.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to make the folder.")] = Path("."),
+) -> None:
+    """Make a working environment from the template (environment.toml, a protected evaluator, an
+    editable train script, a catalog) and register it."""
+    settings = load_settings()
+    root = register_environment(new_environment(name, directory), settings)
+    console.print(f"made {root} and registered it; next: autoresearch env check {name}")
+
+
+@env_app.command("add")
+def env_add(
+    path: Annotated[Path, typer.Argument(help="An environment folder (holding environment.toml).")],
+) -> None:
+    """Register an environment folder outside the search path (kept in DATA_DIR/environments.txt)."""
+    settings = load_settings()
+    root = register_environment(path, settings)
+    console.print(f"registered {load_environment(root).name} at {root}")
+
+
+@env_app.command("check")
+def env_check(
+    environment: Annotated[str, typer.Argument(help="Environment name or folder.")],
+    preset: PresetOpt = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Baseline runs, one per seed.")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the baseline on several seeds as a campaign would and report the metric's mean and spread,
+    time and memory per run, and any problem with the contract, catalog, evaluator or sandbox.
+    Exits 1 when it finds a problem."""
+    settings = load_settings()
+    env = find_environment(environment, settings.environment_search_path)
+    report = check_environment(
+        env, preset, settings, seeds=seeds, progress=lambda step: errors.print(f"{step}...")
+    )
+    if as_json:
+        _print_json(report_dict(report))
+    else:
+        _print_check(report, env)
+    if report.problems:
+        raise typer.Exit(1)
+
+
+def _print_check(report: CheckReport, env: Environment) -> None:
+    unit = env.spec.metric.unit
+    table = Table(
+        "seed",
+        "outcome",
+        report.metric,
+        "seconds",
+        "peak MB",
+        title=f"{report.environment}, preset {report.preset}",
+        title_justify="left",
+    )
+    for run in report.runs:
+        table.add_row(
+            str(run.seed),
+            run.outcome,
+            "-" if run.score is None else f"{run.score:.6g}",
+            f"{run.seconds:.1f}",
+            "-" if run.peak_rss_mb is None else f"{run.peak_rss_mb:,.0f}",
+        )
+    console.print(table)
+    if report.mean is not None:
+        scores = report.scores
+        spread = (
+            ""
+            if report.spread is None
+            else f" ± {report.spread:.4g} (sample sd; range {min(scores):.6g} to {max(scores):.6g})"
+        )
+        console.print(f"{report.metric}: mean {report.mean:.6g} {unit}{spread} over {len(scores)} seeds")
+    if report.repeat is not None:
+        console.print(f"evaluator on one checkpoint, twice: {report.repeat[0]!r}, {report.repeat[1]!r}")
+    console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")
+    if report.problems:
+        for problem in report.problems:
+            errors.print(f"[red]problem:[/] {escape(problem)}")
+    else:
+        console.print("no problems found")
 
 
 # -- API tokens ---------------------------------------------------------------------------------

@@ -265,9 +265,13 @@ def load_environment(root: Path) -> Environment:
 
 
 def discover(search_path: list[Path]) -> dict[str, Path]:
-    """Every folder holding an environment.toml under the search path; earlier entries win."""
+    """Every folder holding an environment.toml under the search path, or on it (a folder registered
+    with `env add`); earlier entries win."""
     found: dict[str, Path] = {}
     for base in search_path:
+        if (base / ENVIRONMENT_FILE).is_file():
+            found.setdefault(base.name, base)
+            continue
         if not base.is_dir():
             continue
         for toml in sorted(base.glob(f"*/{ENVIRONMENT_FILE}")):

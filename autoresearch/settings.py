@@ -145,8 +145,22 @@ class Settings(BaseSettings):
 
     @property
     def environment_search_path(self) -> list[Path]:
+        """Folders of AUTORESEARCH_ENVIRONMENTS_PATH, then environment folders registered with
+        `env add`, then the bundled environments."""
         extra = [Path(p).expanduser().resolve() for p in self.environments_path.split(os.pathsep) if p]
-        return [*extra, bundled_path("environments")]
+        return [*extra, *self.registered_environments, bundled_path("environments")]
+
+    @property
+    def registry_file(self) -> Path:
+        return self.data_dir / "environments.txt"
+
+    @property
+    def registered_environments(self) -> list[Path]:
+        try:
+            lines = self.registry_file.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [Path(line) for line in lines if line.strip()]
 
     @property
     def trials_dir(self) -> Path:

@@ -355,3 +355,60 @@ def test_a_golf_model_over_the_byte_cap_is_size_cap(
     assert no_label is None and baseline is not None
     assert over is None and label is FailureLabel.SIZE_CAP
     assert reason.endswith("bytes, over the cap of 1,000,000")
+
+
+def test_env_new_makes_an_environment_that_env_check_passes_and_envs_lists(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    made = cli("env", "new", "my-task", "--dir", str(tmp_path)).stdout
+    assert f"made {tmp_path / 'my-task'}" in made
+    assert "my-task" in [row["name"] for row in json.loads(cli("envs", "--json").stdout)]
+    report = json.loads(cli("env", "check", "my-task", "--json").stdout)
+    assert report["problems"] == []
+    assert [run["outcome"] for run in report["runs"]] == ["succeeded"] * 3
+    assert report["spread"] > 0  # the template's seeds start from different points
+    first, again = report["evaluator_repeat"]
+    assert first == again == report["runs"][0]["score"]
+    assert "evaluate.py" in report["protected"] and report["techniques"] == 1
+
+
+def test_env_check_names_each_problem_it_finds_and_exits_1(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli("env", "new", "leaky", "--dir", str(tmp_path))
+    root = tmp_path / "leaky"
+    evaluate = (root / "evaluate.py").read_text()
+    (root / "evaluate.py").write_text(
+        evaluate.replace(
+            'print(f"val_mse: {mse:.8f}")', 'import random; print(f"val_mse: {mse + random.random():.8f}")'
+        )
+    )
+    toml = (root / "environment.toml").read_text()
+    (root / "environment.toml").write_text(toml.replace('"README.md"]\n#', '"README.md", "data/*"]\n#'))
+    cli_env["AUTORESEARCH_SANDBOX"] = "none"
+
+    done = cli("env", "check", "leaky", "--seeds", "1", check=False)
+    assert done.returncode == 1
+    problems = " ".join(done.stderr.split())
+    assert "files.protected: 'data/*' matches no file" in problems
+    assert "the evaluator scored one checkpoint" in problems
+    assert f"trial code can read {root / 'evaluate.py'}" in problems
+    assert "trials run without a sandbox" in problems
+
+
+def test_env_add_registers_a_folder_and_refuses_a_name_already_taken(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli("env", "new", "mine", "--dir", str(tmp_path / "a"))
+    shutil.copytree(tmp_path / "a" / "mine", tmp_path / "b" / "mine")
+    refused = cli("env", "add", str(tmp_path / "b" / "mine"), check=False)
+    assert refused.returncode != 0 and "already known at" in refused.stderr
+    shutil.copytree(ENVIRONMENTS_DIR / "tiny", tmp_path / "c" / "tiny")
+    refused = cli("env", "add", str(tmp_path / "c" / "tiny"), check=False)  # tiny is on the search path
+    assert "already known at" in refused.stderr
+    cli_env["AUTORESEARCH_ENVIRONMENTS_PATH"] = ""
+    assert "registered tiny" in cli("env", "add", str(tmp_path / "c" / "tiny")).stdout
+    assert "registered tiny" in cli("env", "add", str(tmp_path / "c" / "tiny")).stdout  # twice: no harm
+    registry = Path(cli_env["AUTORESEARCH_DATA_DIR"]) / "environments.txt"
+    assert registry.read_text().splitlines() == [str(tmp_path / "a" / "mine"), str(tmp_path / "c" / "tiny")]
+    assert "no environment.toml" in cli("env", "add", str(tmp_path), check=False).stderr

@@ -57,7 +57,7 @@ class PhaseOutcome:
     cancelled: bool = False
     oom: bool = False
     tail: str = ""
-    peak_rss_mb: float | None = None  # of the phase's process tree, sampled; None for a phase under 0.5 s
+    peak_rss_mb: float | None = None  # of the phase's process tree, sampled; None if it ended before a sample
 
 
 def code_hash(code: Mapping[str, str]) -> str:
@@ -163,9 +163,24 @@ class TrialRunner:
         if failure is not None:
             return self._finish(job, root, started, train, None, failure, {}, digest)
 
-        evaluate = self._run_phase(
+        evaluate, verdict = self._evaluate(job, train.seconds, deadline, cancel)
+        failure = self._phase_failure("evaluation", evaluate) or self._judge(verdict)
+        return self._finish(job, root, started, train, evaluate, failure, verdict, digest)
+
+    def evaluate_again(self, job: TrialJob, train_seconds: float) -> tuple[PhaseOutcome, dict[str, float]]:
+        """The evaluator run once more on what the job's training left (its folder must still be there):
+        the phase and its verdict."""
+        deadline = time.monotonic() + self.preset.budget.wall_clock_s
+        return self._evaluate(job, train_seconds, deadline, threading.Event())
+
+    def _evaluate(
+        self, job: TrialJob, train_seconds: float, deadline: float, cancel: threading.Event
+    ) -> tuple[PhaseOutcome, dict[str, float]]:
+        root = self.trial_dir(job)
+        out_dir = root / "out"
+        phase = self._run_phase(
             "evaluate",
-            self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=f"{train.seconds:.3f}"),
+            self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=f"{train_seconds:.3f}"),
             cwd=self.env.root,
             mounts=Mounts(
                 readable=(self.env.root, out_dir, *(self.data_dir / f for f in self.env.spec.data.evaluate)),
@@ -176,9 +191,7 @@ class TrialRunner:
             cancel=cancel,
             job=job,
         )
-        verdict = parse_summary((root / "evaluate.log").read_text(errors="replace"))
-        failure = self._phase_failure("evaluation", evaluate) or self._judge(verdict)
-        return self._finish(job, root, started, train, evaluate, failure, verdict, digest)
+        return phase, parse_summary((root / "evaluate.log").read_text(errors="replace"))
 
     def _keep_artifacts(self, job: TrialJob, root: Path, digest: str) -> None:
         """The code bundle (once per distinct code), the phases' logs and, when it is small enough, what
@@ -425,7 +438,7 @@ def _wait(
     except (AttributeError, OSError):
         pidfd = None
     peak_mb: float | None = None
-    next_sample = time.monotonic() + _MEMORY_SAMPLE_S
+    next_sample = time.monotonic() + _POLL_S  # then every _MEMORY_SAMPLE_S: short runs get one too
     try:
         while proc.poll() is None:
             now = time.monotonic()
