@@ -682,7 +682,9 @@ def test_environments_are_listed_with_their_metric_direction_and_presets(api: Ap
     assert presets["quarter_gpu"]["resources"] == {"cpu_threads": 1, "gpu": 0.25}
     assert presets["quick"]["resources"] == {"cpu_threads": 1, "gpu": 0.0}
     assert presets["strict"]["budget"]["wall_clock_s"] == 2.0
-    assert "nanogpt" in {env["name"] for env in listed.json()}  # the bundled ones are found too
+    assert {"nanogpt", "digits", "grpo"} <= {env["name"] for env in listed.json()}  # the bundled ones too
+    nanogpt = next(env for env in listed.json() if env["name"] == "nanogpt")
+    assert {p["name"]: p["budget"]["max_bytes"] for p in nanogpt["presets"]}["golf"] == 1_000_000
 
 
 @postgres

@@ -28,6 +28,8 @@ def budget_text(env: Environment, preset: str) -> str:
         parts.append(f"{spec.budget.steps} steps")
     if spec.budget.max_params:
         parts.append(f"at most {spec.budget.max_params:,} parameters")
+    if spec.budget.max_bytes:
+        parts.append(f"a saved model of at most {spec.budget.max_bytes:,} bytes as the evaluator measures it")
     return ", ".join(parts)
 
 

@@ -86,6 +86,9 @@ class BudgetPublic(BaseModel):
     wall_clock_s: float
     memory_mb: int | None
     max_params: int | None
+    max_bytes: int | None = Field(
+        description="Of the saved model, as the evaluator measures it (artifact_bytes)."
+    )
 
 
 class PresetPublic(BaseModel):
