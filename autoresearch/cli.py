@@ -972,7 +972,8 @@ def _print_check(report: CheckReport, env: Environment) -> None:
             if report.spread is None
             else f" ± {report.spread:.4g} (sample sd; range {min(scores):.6g} to {max(scores):.6g})"
         )
-        console.print(f"{report.metric}: mean {report.mean:.6g} {unit}{spread} over {len(scores)} seeds")
+        unit_text = f" {unit}" if unit else ""
+        console.print(f"{report.metric}: mean {report.mean:.6g}{unit_text}{spread} over {len(scores)} seeds")
     if report.repeat is not None:
         console.print(f"evaluator on one checkpoint, twice: {report.repeat[0]!r}, {report.repeat[1]!r}")
     console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")

@@ -105,9 +105,8 @@ class Budget(StrictModel):
     wall_clock_s: Annotated[float, Field(gt=0)] = 600.0
     memory_mb: Annotated[int, Field(gt=0)] | None = None
     max_params: Annotated[int, Field(gt=0)] | None = None
-    max_bytes: Annotated[int, Field(gt=0)] | None = (
-        None  # of the saved artifact, as the evaluator measures it
-    )
+    # Of the saved model, as the evaluator measures it (the `artifact_bytes` of its verdict).
+    max_bytes: Annotated[int, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _wall_clock_covers_seconds(self) -> Budget:
