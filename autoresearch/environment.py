@@ -134,6 +134,21 @@ class Preset(StrictModel):
     budget: Budget
     model: dict[str, Any] = Field(default_factory=dict)  # read by the training script itself
     resources: Resources | None = None
+    # Named local paths outside the environment (a model's weights, a dataset) that training may read:
+    # the sandbox binds them read-only. "" leaves one unset; the script says what to set.
+    inputs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("inputs")
+    @classmethod
+    def _absolute_inputs(cls, inputs: dict[str, str]) -> dict[str, str]:
+        for name, path in inputs.items():
+            if path and not Path(path).is_absolute():
+                raise ValueError(f"inputs.{name}: {path!r} must be an absolute path")
+        return inputs
+
+    @property
+    def input_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(p) for p in self.inputs.values() if p)
 
 
 class EnvironmentSpec(StrictModel):

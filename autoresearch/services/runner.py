@@ -149,7 +149,7 @@ class TrialRunner:
             cwd=code_dir,
             mounts=Mounts(
                 writable=(root,),
-                readable=tuple(self.data_dir / f for f in self.env.spec.data.train),
+                readable=(*(self.data_dir / f for f in self.env.spec.data.train), *self.preset.input_paths),
                 hidden=(self.settings.data_dir, self.env.root),
             ),
             log=root / "train.log",

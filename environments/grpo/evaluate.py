@@ -9,6 +9,7 @@ the exact sum followed by the end of the answer.
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
 import tasks
@@ -29,6 +30,10 @@ def main():
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
+    preset = spec["presets"][args.preset]
+    if "model" in preset.get("inputs", {}):
+        return evaluate_hf(args, preset["model"])
     try:
         program = torch.export.load(args.out / "model.pt2")
     except (OSError, ValueError, RuntimeError) as exc:
@@ -62,6 +67,40 @@ def main():
     print("---")
     print(f"val_accuracy: {correct / len(problems):.4f}")
     print(f"params: {sum(t.numel() for t in program.state_dict.values())}")
+
+
+def evaluate_hf(args, settings):
+    """The `gpu` preset: greedy answers of the saved policy to the held-out problems, right when the
+    last \\boxed{} matches the reference."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, dtype = settings.get("device", "cuda"), getattr(torch, settings.get("dtype", "bfloat16"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.out / "policy")
+        model = AutoModelForCausalLM.from_pretrained(args.out / "policy", dtype=dtype).to(device).eval()
+    except (OSError, ValueError) as exc:
+        fail(f"training left no loadable policy in {args.out / 'policy'}: {exc}")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    problems = tasks.read_problems(args.data / "hf_val.jsonl")
+    batch_size, correct = int(settings["eval_batch"]), 0
+    with torch.no_grad():
+        for start in range(0, len(problems), batch_size):
+            batch = problems[start : start + batch_size]
+            prompts = tokenizer([tasks.math_prompt(p["question"]) for p in batch], return_tensors="pt", padding=True)
+            prompts = prompts.to(device)
+            sequences = model.generate(
+                **prompts,
+                do_sample=False,
+                max_new_tokens=int(settings["max_new_tokens"]),
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            texts = tokenizer.batch_decode(sequences[:, prompts["input_ids"].shape[1] :], skip_special_tokens=True)
+            correct += sum(tasks.math_reward(t, p["answer"]) for t, p in zip(texts, batch, strict=True))
+    print("---")
+    print(f"val_accuracy: {correct / len(problems):.4f}")
+    print(f"params: {sum(p.numel() for p in model.parameters())}")
 
 
 if __name__ == "__main__":

@@ -34,3 +34,38 @@ def training_pairs(data: Path) -> list[tuple[int, int]]:
     """The problems training may draw from (the held-out ones are not among them)."""
     lines = (data / "train_pairs.txt").read_text().split()
     return [(int(a), int(b)) for a, b in (line.split("+") for line in lines)]
+
+
+# --- the `gpu` preset: any causal LM on problems with a \boxed{} answer (MATH and the like) --------
+def math_prompt(question: str) -> str:
+    return f"{question}\nPut the final answer in \\boxed{{}}.\n"
+
+
+def boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} in the text (nested braces allowed), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def normalize(answer: str) -> str:
+    return "".join(answer.replace("\\!", "").replace("$", "").split())
+
+
+def math_reward(completion: str, answer: str) -> float:
+    """1 when the completion's last boxed answer equals the reference, ignoring spaces and $, else 0."""
+    given = boxed(completion)
+    return 1.0 if given is not None and normalize(given) == normalize(answer) else 0.0
+
+
+def read_problems(path: Path) -> list[dict[str, str]]:
+    """Problems as {"question", "answer"} from a JSON Lines file written by prepare.py."""
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

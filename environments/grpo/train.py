@@ -133,7 +133,12 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
-    steps = spec["presets"][args.preset]["budget"]["steps"]
+    preset = spec["presets"][args.preset]
+    if "model" in preset.get("inputs", {}):  # the `gpu` preset: a Hugging Face model of the user's
+        import train_hf
+
+        return train_hf.main(args, preset)
+    steps = preset["budget"]["steps"]
     torch.manual_seed(args.seed)
     rng, generator = random.Random(args.seed), torch.Generator().manual_seed(args.seed)
     pairs = tasks.training_pairs(args.data)
