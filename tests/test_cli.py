@@ -73,6 +73,7 @@ def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) ->
         (("run", "tiny", "--preset", "huge"), "has no preset 'huge'"),
         (("run", "tiny", "--strategy", "magic"), "unknown strategy 'magic'"),
         (("run", "tiny", "--trials", "0"), "--trials must be at least 1"),
+        (("run", "grpo", "--preset", "gpu"), "presets.gpu.inputs.model is not set"),
         (("show", "missing"), "no campaign"),
         (("trial", "abc"), "expected a trial id or CAMPAIGN:NUMBER"),
         (("try", "tiny", "--patch", "/nonexistent.diff"), "cannot read"),

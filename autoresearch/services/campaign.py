@@ -34,7 +34,7 @@ from autoresearch.domain.model import (
 )
 from autoresearch.domain.placement import GpuPool
 from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
-from autoresearch.environment import Environment
+from autoresearch.environment import ENVIRONMENT_FILE, Environment
 from autoresearch.errors import ConfigError
 from autoresearch.services.execution import Execution, LocalExecution
 from autoresearch.services.implementer import DiffImplementer, Implementer
@@ -131,7 +131,12 @@ def create_campaign(
         raise ConfigError(f"--trials must be at least 1 (the baseline), got {trials}")
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
-    preset_name, _ = env.preset(preset)
+    preset_name, chosen = env.preset(preset)
+    if unset := [key for key, path in chosen.inputs.items() if not path]:
+        raise ConfigError(
+            f"{env.root / ENVIRONMENT_FILE}: presets.{preset_name}.inputs.{unset[0]} is not set: "
+            "give it the absolute path of a local folder or file (see the preset's description)"
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return store.create_campaign(
         name=name or f"{env.name}-{preset_name}-{stamp}",

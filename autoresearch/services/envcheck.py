@@ -5,6 +5,7 @@ evaluator or the sandbox. Each problem is one line that says what to fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import statistics
@@ -200,7 +201,7 @@ def report_dict(report: CheckReport) -> dict[str, object]:
         "metric": report.metric,
         "mean": report.mean,
         "spread": report.spread,
-        "runs": [run.__dict__ for run in report.runs],
+        "runs": [dataclasses.asdict(run) for run in report.runs],
         "evaluator_repeat": list(report.repeat) if report.repeat else None,
         "protected": report.protected,
         "techniques": report.techniques,
