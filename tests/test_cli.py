@@ -53,11 +53,12 @@ def cli(cli_env: dict[str, str]) -> Cli:
 
 
 def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) -> None:
-    out = cli("run", "tiny", "--trials", "10", "--concurrency", "2", "--name", "t1").stdout
-    assert "best (trial" in out
+    done = cli("run", "tiny", "--trials", "10", "--concurrency", "2", "--name", "t1")
+    assert "best (trial" in done.stdout
     rows = json.loads(cli("campaigns", "--json").stdout)
     assert [r["name"] for r in rows] == ["t1"]
-    assert rows[0]["trials_done"] == 10 and rows[0]["best_score"] < rows[0]["baseline_score"]
+    assert rows[0]["trials_done"] == 10, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert rows[0]["best_score"] < rows[0]["baseline_score"]
     report = json.loads(cli("show", "t1", "--json").stdout)
     assert report["best_diff"].startswith("--- a/recipe.py")
     assert len(report["lineage"]) == 10

@@ -657,7 +657,13 @@ class SqlStore(Store):
             raise StoreError(f"cannot open a database at {self.url}: {_first_line(exc)}{hint}") from exc
         # SQLite runs one writer at a time; PostgreSQL needs a row lock where a write reads first.
         self._locks_rows = self.engine.dialect.name != "sqlite"
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL: reads skip BEGIN and COMMIT, a round trip each. SQLite's cost nothing (it runs in
+        # this process), so its reads keep a transaction as writes do.
+        self._reader = (
+            self.engine
+            if self.engine.dialect.name == "sqlite"
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url!r})"
@@ -670,10 +676,9 @@ class SqlStore(Store):
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        """One connection in autocommit, for reads that need no snapshot across statements (one
-        statement, or a second that only explains an empty first): no BEGIN and COMMIT, which on
-        PostgreSQL are a round trip each, as much as the read itself."""
-        with self._errors_mapped(), self._autocommit.connect() as connection:
+        """One connection for reads that need no snapshot across statements (one statement, or a second
+        that only explains an empty first); on PostgreSQL in autocommit (see __init__)."""
+        with self._errors_mapped(), self._reader.connect() as connection:
             yield connection
 
     @contextmanager
