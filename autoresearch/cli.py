@@ -908,8 +908,8 @@ def env_new(
     """Make a working environment from the template (environment.toml, a protected evaluator, an
     editable train script, a catalog) and register it."""
     settings = load_settings()
-    root = register_environment(new_environment(name, directory), settings)
-    console.print(f"made {root} and registered it; next: autoresearch env check {name}")
+    env = register_environment(new_environment(name, directory), settings)
+    console.print(f"made {env.root} and registered it; next: autoresearch env check {name}")
 
 
 @env_app.command("add")
@@ -918,8 +918,8 @@ def env_add(
 ) -> None:
     """Register an environment folder outside the search path (kept in DATA_DIR/environments.txt)."""
     settings = load_settings()
-    root = register_environment(path, settings)
-    console.print(f"registered {load_environment(root).name} at {root}")
+    env = register_environment(path, settings)
+    console.print(f"registered {env.name} at {env.root}")
 
 
 @env_app.command("check")

@@ -73,8 +73,8 @@ def check_environment(
     _check_catalog(env, report)
     sandbox, warning = make_sandbox(settings.sandbox)
     if not sandbox.isolated:
-        why = warning.removeprefix("trials run without a sandbox: ") or "AUTORESEARCH_SANDBOX=none"
-        report.problems.append(f"trials run without a sandbox ({why}): nothing hides the evaluator from them")
+        why = warning or "trials run without a sandbox (AUTORESEARCH_SANDBOX=none)"
+        report.problems.append(f"{why}: nothing hides the evaluator from them")
     progress("preparing data")
     try:
         data_dir = prepare_data(env, settings)

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from autoresearch.environment import ENVIRONMENT_FILE, discover, load_environment
+from autoresearch.environment import ENVIRONMENT_FILE, Environment, discover, load_environment
 from autoresearch.errors import ConfigError
 from autoresearch.settings import PACKAGE_DIR, Settings
 
@@ -34,8 +34,8 @@ def new_environment(name: str, parent: Path) -> Path:
     return target
 
 
-def register_environment(path: Path, settings: Settings) -> Path:
-    """Add an environment folder to the search path of this data folder; its resolved path."""
+def register_environment(path: Path, settings: Settings) -> Environment:
+    """Add an environment folder to the search path of this data folder; the environment."""
     root = path.expanduser().resolve()
     if not (root / ENVIRONMENT_FILE).is_file():
         raise ConfigError(f"{root} holds no {ENVIRONMENT_FILE}: not an environment folder")
@@ -50,4 +50,4 @@ def register_environment(path: Path, settings: Settings) -> Path:
         settings.registry_file.parent.mkdir(parents=True, exist_ok=True)
         with settings.registry_file.open("a") as registry:
             registry.write(f"{root}\n")
-    return root
+    return env
