@@ -246,3 +246,39 @@ def test_a_vetoed_trial_is_never_a_parent_and_a_pinned_one_is_chosen_more(store:
 
     pinned, unpinned = children_of_trial_1(pin=True), children_of_trial_1(pin=False)
     assert pinned >= 10 and pinned > 2 * unpinned  # about half the later trials build on the pinned one
+
+
+class OneIdeaPerParent:
+    """x + 1, once for each parent: a proposer with nothing for a parent it has already built on."""
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+
+    def propose(
+        self, parent: Trial, code: Mapping[str, str], lineage: object, rng: random.Random, surface: object
+    ) -> Proposal | None:
+        if parent.id in self.used:
+            return None
+        self.used.add(parent.id)
+        old = code["recipe.py"]
+        x = float(old.split("x = ")[1].split("\n")[0]) + 1
+        new = old.replace(old.split("\n")[0], f"x = {x}")
+        return Proposal(
+            f"x = {x}",
+            IdeaOrigin.MUTATION,
+            make_diff({"recipe.py": old}, {"recipe.py": new}),
+            "hyperparameters",
+            f"x={x}",
+        )
+
+
+def test_a_proposer_dry_while_a_trial_runs_is_asked_again_once_that_trial_is_a_parent(
+    store: SqlStore,
+) -> None:
+    campaign = create_campaign(
+        store, ENV, preset=None, strategy="evolve", trials=4, concurrency=2, seed=0, name=None, goal=""
+    )
+    outcome = CampaignController(store, campaign, ENV, ScoreRecipe(), OneIdeaPerParent()).run()  # type: ignore[arg-type]
+    trials = store.list_trials(campaign.id)
+    assert [t.score for t in trials] == [11.0, 6.0, 3.0, 2.0]  # x = 0, 1, 2, 3: each built on the last
+    assert not outcome.exhausted

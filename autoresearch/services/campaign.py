@@ -519,6 +519,7 @@ class CampaignController:
             return
         if finished.is_scored and finished.score is not None:
             self.population.add(finished.id, finished.score)
+            self.exhausted = False  # a new parent: the proposer may have ideas for it
         self.counted += finished.status in COUNTED
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
         if finished.label is FailureLabel.WORKER_LOST and retry and not self.execution.broken:
