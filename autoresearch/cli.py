@@ -975,7 +975,10 @@ def _print_check(report: CheckReport, env: Environment) -> None:
         unit_text = f" {unit}" if unit else ""
         console.print(f"{report.metric}: mean {report.mean:.6g}{unit_text}{spread} over {len(scores)} seeds")
     if report.repeat is not None:
-        console.print(f"evaluator on one checkpoint, twice: {report.repeat[0]!r}, {report.repeat[1]!r}")
+        first, again = report.repeat
+        figures = ", ".join(f"{name} {value:.6g}" for name, value in sorted(first.items()))
+        same = "the same" if first == again else "different"
+        console.print(f"evaluator on one checkpoint, twice: {same} figures ({figures})")
     console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")
     if report.problems:
         for problem in report.problems:

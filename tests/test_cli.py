@@ -370,7 +370,7 @@ def test_env_new_makes_an_environment_that_env_check_passes_and_envs_lists(
     assert [run["outcome"] for run in report["runs"]] == ["succeeded"] * 3
     assert report["spread"] > 0  # the template's seeds start from different points
     first, again = report["evaluator_repeat"]
-    assert first == again == report["runs"][0]["score"]
+    assert first == again and first["val_mse"] == report["runs"][0]["score"]
     assert "evaluate.py" in report["protected"] and report["techniques"] == 1
 
 
@@ -393,7 +393,7 @@ def test_env_check_names_each_problem_it_finds_and_exits_1(
     assert done.returncode == 1
     problems = " ".join(done.stderr.split())
     assert "files.protected: 'data/*' matches no file" in problems
-    assert "the evaluator scored one checkpoint" in problems
+    assert "the evaluator gave one checkpoint val_mse" in problems
     assert f"trial code can read {root / 'evaluate.py'}" in problems
     assert "trials run without a sandbox" in problems
 

@@ -43,7 +43,9 @@ class CheckReport:
     protected: dict[str, str] = field(default_factory=dict)  # protected file -> sha256
     techniques: int = 0
     runs: list[BaselineRun] = field(default_factory=list)
-    repeat: tuple[float, float] | None = None  # the evaluator's score, twice, on one checkpoint
+    repeat: tuple[dict[str, float], dict[str, float]] | None = (
+        None  # the evaluator's verdicts on one checkpoint
+    )
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -137,20 +139,25 @@ def _check_catalog(env: Environment, report: CheckReport) -> None:
 
 
 def _check_repeat(runner: TrialRunner, job: TrialJob, report: CheckReport) -> None:
-    """Two evaluations of one checkpoint, given the same inputs, must agree exactly: promotion compares
-    scores, and an evaluator with noise of its own would promote by luck."""
-    metric = report.metric
-    scores = []
+    """Two evaluations of one checkpoint, given the same inputs, must agree exactly on every figure (the
+    score, and what gates and caps read): promotion compares them, and an evaluator with noise of its
+    own would promote by luck."""
+    verdicts = []
     for _ in range(2):
         phase, verdict = runner.evaluate_again(job, train_seconds=1.0)
-        if phase.exit_code != 0 or metric not in verdict:
+        if phase.exit_code != 0 or report.metric not in verdict:
             report.problems.append(f"evaluating one checkpoint again failed: {phase.tail.strip()[-300:]}")
             return
-        scores.append(verdict[metric])
-    report.repeat = (scores[0], scores[1])
-    if scores[0] != scores[1]:
+        verdicts.append(verdict)
+    first, again = verdicts
+    report.repeat = (first, again)
+    differing = sorted(set(first) | set(again), key=lambda name: (name != report.metric, name))
+    differing = [name for name in differing if first.get(name) != again.get(name)]
+    if differing:
+        name = differing[0]
         report.problems.append(
-            f"the evaluator scored one checkpoint {scores[0]!r}, then {scores[1]!r}: "
+            f"the evaluator gave one checkpoint {name} {first.get(name)!r}, then {again.get(name)!r}"
+            f"{f' ({len(differing) - 1} more figures differ)' if len(differing) > 1 else ''}: "
             "fix its seeds and its order of evaluation"
         )
 
