@@ -306,7 +306,7 @@ def _drive(
     proposer: Proposer | None = None,
     gpus: GpuPool | None = None,
 ) -> CampaignOutcome:
-    sandbox, warning = make_sandbox(settings.sandbox)
+    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
     if warning:
         errors.print(f"[yellow]warning:[/] {warning}")
     with console.status(f"preparing data for {env.name}..."):

@@ -1,6 +1,8 @@
 """The runner with real subprocesses and the real sandbox, on the tiny environment."""
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,16 +164,38 @@ def test_trial_code_cannot_write_outside_its_folder_read_private_files_or_reach_
     env: Environment, settings: Settings
 ) -> None:
     secret = env.root / "secret.txt"
+    escape = Path("/var/tmp") / f"ar-escape-{os.getpid()}.txt"  # a host folder neither hidden nor bound
     body = (
         "import socket, os\n"
         f"try:\n    open({str(secret)!r}).read(); print('LEAK secret')\nexcept OSError: print('no secret')\n"
-        f"try:\n    open({str(Path.home() / 'ar-escape.txt')!r}, 'w'); print('LEAK write')\nexcept OSError: print('no write')\n"
+        f"try:\n    open({str(escape)!r}, 'w'); print('LEAK write')\nexcept OSError: print('no write')\n"
         "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('LEAK net')\nexcept OSError: print('no net')\n"
         "raise SystemExit(1)\n"
     )
     result = _run(env, settings, _with_train(env, body))
     assert "LEAK" not in result.log_tail
     assert {"no secret", "no write", "no net"} <= set(result.log_tail.split("\n"))
+    assert not escape.exists()
+
+
+@sandboxed
+def test_trial_code_cannot_read_the_service_users_home_folder(
+    env: Environment, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(tempfile.mkdtemp(dir="/var/tmp"))  # outside /tmp, which is hidden anyway
+    try:
+        (home / ".aws").mkdir()
+        (home / ".aws" / "credentials").write_text("aws_secret_access_key = hunter2\n")
+        monkeypatch.setenv("HOME", str(home))
+        body = (
+            f"try:\n    print(open({str(home / '.aws' / 'credentials')!r}).read())\n"
+            "except OSError as exc:\n    print('refused', type(exc).__name__)\n"
+            "raise SystemExit(1)\n"
+        )
+        result = _run(env, settings, _with_train(env, body))
+    finally:
+        shutil.rmtree(home)
+    assert "hunter2" not in result.log_tail and "refused FileNotFoundError" in result.log_tail
 
 
 def test_the_child_environment_carries_no_secrets(env: Environment, settings: Settings) -> None:

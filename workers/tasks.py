@@ -49,7 +49,7 @@ _implementers: dict[int, Implementer] = {}
 def _runner(env: Environment, preset: str) -> TrialRunner:
     with _lock:
         if (env.name, preset) not in _runners:
-            sandbox, _ = make_sandbox(settings().sandbox)
+            sandbox, _ = make_sandbox(settings().sandbox, settings().python)
             data = prepare_data(env, settings())
             _runners[env.name, preset] = TrialRunner(
                 env, preset, settings(), sandbox, data, open_artifacts(settings())

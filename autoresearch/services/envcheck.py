@@ -73,7 +73,7 @@ def check_environment(
     report.protected = dict(env.protected_digests)
     _check_patterns(env, report)
     _check_catalog(env, report)
-    sandbox, warning = make_sandbox(settings.sandbox)
+    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
     if not sandbox.isolated:
         why = warning or "trials run without a sandbox (AUTORESEARCH_SANDBOX=none)"
         report.problems.append(f"{why}: nothing hides the evaluator from them")
