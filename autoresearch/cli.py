@@ -976,7 +976,10 @@ def _print_check(report: CheckReport, env: Environment) -> None:
         console.print(f"{report.metric}: mean {report.mean:.6g}{unit_text}{spread} over {len(scores)} seeds")
     if report.repeat is not None:
         first, again = report.repeat
-        figures = ", ".join(f"{name} {value:.6g}" for name, value in sorted(first.items()))
+        figures = ", ".join(
+            f"{name} {value:.0f}" if value.is_integer() else f"{name} {value:.6g}"
+            for name, value in sorted(first.items())
+        )
         same = "the same" if first == again else "different"
         console.print(f"evaluator on one checkpoint, twice: {same} figures ({figures})")
     console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")
