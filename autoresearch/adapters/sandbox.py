@@ -103,9 +103,13 @@ def _interpreter_paths(python: str) -> tuple[Path, ...]:
     """What the trial interpreter needs to start: its prefixes and library folders, nothing else."""
     try:
         done = subprocess.run([python, "-c", _INTERPRETER_PATHS], capture_output=True, text=True, timeout=60)
-        prefix, base_prefix, executable, *libraries = json.loads(done.stdout)
-    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:
         raise ConfigError(f"the trial interpreter {python} does not run: {exc}") from exc
+    try:
+        prefix, base_prefix, executable, *libraries = json.loads(done.stdout)
+    except ValueError as exc:
+        why = done.stderr.strip()[-300:] or f"exit {done.returncode}"
+        raise ConfigError(f"the trial interpreter {python} failed to say where it lives: {why}") from exc
     paths = {Path(prefix), Path(base_prefix), Path(executable).resolve().parent, *map(Path, libraries)}
     return tuple(sorted(p for p in paths if p.is_dir()))
 

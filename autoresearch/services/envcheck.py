@@ -43,9 +43,7 @@ class CheckReport:
     protected: dict[str, str] = field(default_factory=dict)  # protected file -> sha256
     techniques: int = 0
     runs: list[BaselineRun] = field(default_factory=list)
-    repeat: tuple[dict[str, float], dict[str, float]] | None = (
-        None  # the evaluator's verdicts on one checkpoint
-    )
+    repeat: tuple[dict[str, float], dict[str, float]] | None = None  # two verdicts on one checkpoint
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -151,13 +149,12 @@ def _check_repeat(runner: TrialRunner, job: TrialJob, report: CheckReport) -> No
         verdicts.append(verdict)
     first, again = verdicts
     report.repeat = (first, again)
-    differing = sorted(set(first) | set(again), key=lambda name: (name != report.metric, name))
-    differing = [name for name in differing if first.get(name) != again.get(name)]
+    differing = [name for name in sorted(first.keys() | again.keys()) if first.get(name) != again.get(name)]
     if differing:
-        name = differing[0]
+        name = report.metric if report.metric in differing else differing[0]
+        more = f" ({len(differing) - 1} more figures differ)" if len(differing) > 1 else ""
         report.problems.append(
-            f"the evaluator gave one checkpoint {name} {first.get(name)!r}, then {again.get(name)!r}"
-            f"{f' ({len(differing) - 1} more figures differ)' if len(differing) > 1 else ''}: "
+            f"the evaluator gave one checkpoint {name} {first.get(name)!r}, then {again.get(name)!r}{more}: "
             "fix its seeds and its order of evaluation"
         )
 
