@@ -261,8 +261,9 @@ class OneIdeaPerParent:
             return None
         self.used.add(parent.id)
         old = code["recipe.py"]
-        x = float(old.split("x = ")[1].split("\n")[0]) + 1
-        new = old.replace(old.split("\n")[0], f"x = {x}")
+        first, rest = old.split("\n", 1)  # "x = 0.0", then y and params
+        x = float(first.removeprefix("x = ")) + 1
+        new = f"x = {x}\n{rest}"
         return Proposal(
             f"x = {x}",
             IdeaOrigin.MUTATION,
