@@ -34,7 +34,7 @@ from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.gpus import query_gpus
-from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.adapters.sandbox import Sandbox, make_sandbox
 from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
@@ -298,17 +298,24 @@ def _status_text(status: str, label: str | None) -> Text:
     return Text(label or status, style=colour)
 
 
+def _local_sandbox(settings: Settings) -> Sandbox:
+    """The sandbox this machine's trials will run in, made before a campaign is recorded: a sandbox or
+    trial interpreter that cannot work stops the command with nothing left behind."""
+    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
+    if warning:
+        errors.print(f"[yellow]warning:[/] {warning}")
+    return sandbox
+
+
 def _drive(
     settings: Settings,
     store: Store,
     campaign: Campaign,
     env: Environment,
+    sandbox: Sandbox,
     proposer: Proposer | None = None,
     gpus: GpuPool | None = None,
 ) -> CampaignOutcome:
-    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
-    if warning:
-        errors.print(f"[yellow]warning:[/] {warning}")
     with console.status(f"preparing data for {env.name}..."):
         data_dir = prepare_data(env, settings)
     runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir, open_artifacts(settings))
@@ -558,6 +565,7 @@ def run(
         raise ConfigError("--gpus places trials on this machine; on the cluster, each GPU worker has its own")
     pool = _gpu_pool(gpus, slots_per_gpu)
     proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
+    sandbox = None if distributed else _local_sandbox(settings)
     with _store(settings) as store:
         campaign = create_campaign(
             store,
@@ -577,10 +585,10 @@ def run(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
             f"{trials} trials, {concurrency} at a time, {who}" + (", on the cluster" if distributed else "")
         )
-        if distributed:
+        if sandbox is None:  # distributed: the cluster's controller drives it
             _follow(store, campaign, env)
         else:
-            _drive(settings, store, campaign, env, proposer, pool)
+            _drive(settings, store, campaign, env, sandbox, proposer, pool)
 
 
 _NO_CONTROLLER_AFTER_S = 20.0
@@ -682,6 +690,7 @@ def resume(
             )
         if (trials is not None and trials < 1) or (concurrency is not None and concurrency < 1):
             raise ConfigError("--trials and --concurrency must be at least 1")
+        sandbox = None if campaign.distributed else _local_sandbox(settings)
         agents = AgentsConfig.of(campaign.agents)
         if max_dollars is not None or max_tokens is not None:
             if agents is None:
@@ -694,11 +703,11 @@ def resume(
             agents=agents.model_dump(mode="json") if agents else None,
         )
         env = find_environment(campaign.environment, settings.environment_search_path)
-        if campaign.distributed:  # its controller takes it up again; this only follows
+        if sandbox is None:  # distributed: its controller takes it up again; this only follows
             store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
             _follow(store, campaign, env)
         else:
-            _drive(settings, store, campaign, env, gpus=_gpu_pool(gpus, slots_per_gpu))
+            _drive(settings, store, campaign, env, sandbox, gpus=_gpu_pool(gpus, slots_per_gpu))
 
 
 def _default_goal(env: Environment) -> str:
@@ -744,6 +753,7 @@ def try_patch(
     except OSError as exc:
         raise ConfigError(f"{patch}: cannot read: {exc.strerror}") from exc
     env = find_environment(environment, settings.environment_search_path)
+    sandbox = _local_sandbox(settings)
     with _store(settings) as store:
         campaign = create_campaign(
             store,
@@ -756,7 +766,7 @@ def try_patch(
             name=name or f"try-{env.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             goal=f"try {patch.name}",
         )
-        _drive(settings, store, campaign, env, _UserPatch(diff, patch.name))
+        _drive(settings, store, campaign, env, sandbox, _UserPatch(diff, patch.name))
 
 
 # -- workers ------------------------------------------------------------------------------------
