@@ -220,8 +220,6 @@ def test_a_score_that_is_not_a_number_is_gate_miss(env: Environment, settings: S
 def test_an_environment_changed_on_disk_is_the_services_problem_not_the_candidates(
     env: Environment, settings: Settings, tmp_path: Path
 ) -> None:
-    import shutil
-
     from autoresearch.errors import ConfigError
 
     copy = tmp_path / "tiny"
