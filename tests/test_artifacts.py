@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,22 @@ def test_an_artifact_reads_back_as_written_and_a_missing_one_is_not_found(artifa
     assert artifacts.exists("code/abc.tar.gz") and artifacts.get("code/abc.tar.gz") == b"\x00bundle"
     with pytest.raises(NotFound):
         artifacts.get("code/missing.tar.gz")
+
+
+def test_trials_with_the_same_code_may_store_its_bundle_at_the_same_time(tmp_path: Path) -> None:
+    """Two trials of one idea finish together and both put the same bundle: neither may fail."""
+    artifacts = LocalArtifacts(tmp_path / "artifacts")
+    start = threading.Barrier(8)
+
+    def put_often(writer: int) -> None:
+        start.wait()
+        for _ in range(200):
+            artifacts.put("code/same.tar.gz", b"bundle")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put_often, range(8)))  # re-raises the first writer's error
+    assert artifacts.get("code/same.tar.gz") == b"bundle"
+    assert [p.name for p in (tmp_path / "artifacts" / "code").iterdir()] == ["same.tar.gz"]
 
 
 def test_a_code_bundle_depends_on_the_code_alone_and_unpacks_to_it() -> None:

@@ -7,7 +7,9 @@ A local folder by default; any S3-compatible bucket (AWS, MinIO, Ceph...) throug
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -40,9 +42,17 @@ class LocalArtifacts:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)  # readers never see half an artifact
+        # A name of its own per writer: two trials with the same code put the same bundle at once.
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        partial = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), 0o644)  # as a plain write leaves it, not mkstemp's owner-only
+                out.write(data)
+            partial.replace(path)  # readers never see half an artifact
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
     def get(self, key: str) -> bytes:
         try:
