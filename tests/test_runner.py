@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,21 @@ def test_progress_lines_make_a_training_curve_thinned_to_its_limit() -> None:
     assert curve[-1]["step"] == 100.0  # the last point is always kept
     assert [p["step"] for p in curve] == sorted(p["step"] for p in curve)
     assert parse_progress("stepping 3 loss 1\nstep 4\n") == ()  # not a progress line; no values
+
+
+def test_two_campaigns_starting_together_prepare_the_data_once(tmp_path: Path, settings: Settings) -> None:
+    root = tmp_path / "tiny"
+    shutil.copytree(ENVIRONMENTS_DIR / "tiny", root)
+    (root / "prepare.py").write_text(
+        "import pathlib, sys, time\n"
+        "runs = pathlib.Path(sys.argv[1]) / 'runs'\n"
+        "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x')\n"
+        "time.sleep(1)\n"
+    )
+    toml = (root / "environment.toml").read_text()
+    toml = toml.replace("\n[files]", '\nprepare = ["{python}", "prepare.py", "{data}"]\n\n[files]')
+    (root / "environment.toml").write_text(toml.replace('protected = ["', 'protected = ["prepare.py", "'))
+    env = load_environment(root)
+    with ThreadPoolExecutor(2) as pool:
+        folders = list(pool.map(lambda _: prepare_data(env, settings), range(2)))
+    assert folders[0] == folders[1] and (folders[0] / "runs").read_text() == "x"

@@ -9,6 +9,7 @@ left, and owns the score. Protected files are checked by sha256 before and after
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -513,14 +514,19 @@ def prepare_data(env: Environment, settings: Settings) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         return target
     target.mkdir(parents=True, exist_ok=True)
-    argv = [
-        part.format_map({"python": settings.python, "data": str(target)})
-        for part in env.spec.commands.prepare
-    ]
-    done = subprocess.run(argv, cwd=env.root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ConfigError(
-            f"{env.name}: preparing data failed ({_describe_exit(done.returncode)}): {_last_line(done.stderr or done.stdout)}"
-        )
-    ready.write_text(done.stdout)
+    # Two campaigns or workers starting together on one machine: the first prepares, the other waits.
+    with open(target / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ready.exists():
+            return target
+        argv = [
+            part.format_map({"python": settings.python, "data": str(target)})
+            for part in env.spec.commands.prepare
+        ]
+        done = subprocess.run(argv, cwd=env.root, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ConfigError(
+                f"{env.name}: preparing data failed ({_describe_exit(done.returncode)}): {_last_line(done.stderr or done.stdout)}"
+            )
+        ready.write_text(done.stdout)
     return target
