@@ -81,12 +81,14 @@ def _trial(trial_id: int, parent: int | None, idea: int) -> Trial:
 
 
 def test_lineage_tracks_what_each_line_of_descent_has_tried() -> None:
+    parents: list[tuple[int, ...]] = [(), (0,), (1,), (0,), (2,)]
     ideas = [
-        Idea(id=i, campaign_id=1, hypothesis=k, origin=IdeaOrigin.CATALOG, key=k)
-        for i, k in enumerate("abcd")
+        Idea(id=i, campaign_id=1, hypothesis=k, origin=IdeaOrigin.CATALOG, key=k, parent_trial_ids=parents[i])
+        for i, k in enumerate("abcde")
     ]
     lineage = Lineage.of(ideas, [_trial(0, None, 0), _trial(1, 0, 1), _trial(2, 1, 2), _trial(3, 0, 3)])
     assert lineage.ancestry_keys(2) == {"a", "b", "c"}
     assert lineage.tried_on(0) == {"b", "d"}
+    assert lineage.tried_on(2) == {"e"}  # proposed, not yet implemented: trying it again would repeat it
     assert [t.id for t in lineage.ancestors(2)] == [1, 0]
     assert lineage.children(0) == [1, 3]

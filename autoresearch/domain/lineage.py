@@ -23,13 +23,18 @@ class Lineage:
     def of(cls, ideas: Iterable[Idea], trials: Iterable[Trial]) -> Lineage:
         lineage = cls()
         for idea in ideas:
-            lineage.ideas[idea.id] = idea
+            lineage.add_idea(idea)
         for trial in sorted(trials, key=lambda t: t.number):
             lineage.add(trial)
         return lineage
 
     def add_idea(self, idea: Idea) -> None:
+        """An idea counts as tried on its parent from the moment it is proposed, before it has a trial:
+        otherwise ideas proposed while others are implemented or queued repeat them."""
         self.ideas[idea.id] = idea
+        if idea.key and idea.parent_trial_ids:
+            self._tried_on[idea.parent_trial_ids[0]].add(idea.key)
+            self.tried_keys.add(idea.key)
 
     def add(self, trial: Trial) -> None:
         """Add a new trial, or replace one whose state changed."""
@@ -41,16 +46,13 @@ class Lineage:
         inherited = self._ancestry_keys.get(trial.parent_id, frozenset())
         self._ancestry_keys[trial.id] = inherited | {key} if key else inherited
         self._children[trial.parent_id].append(trial.id)
-        if key:
-            self._tried_on[trial.parent_id].add(key)
-            self.tried_keys.add(key)
 
     def ancestry_keys(self, trial_id: int) -> frozenset[str]:
         """The keys of every idea on the path from the baseline to this trial, itself included."""
         return self._ancestry_keys.get(trial_id, frozenset())
 
     def tried_on(self, trial_id: int) -> set[str]:
-        """Keys of the ideas already tried as children of this trial."""
+        """Keys of the ideas proposed on this trial, whether or not their trials exist yet."""
         return self._tried_on.get(trial_id, set())
 
     def children(self, trial_id: int | None) -> list[int]:
