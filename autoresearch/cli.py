@@ -918,7 +918,7 @@ def env_new(
     """Make a working environment from the template (environment.toml, a protected evaluator, an
     editable train script, a catalog) and register it."""
     settings = load_settings()
-    env = register_environment(new_environment(name, directory), settings)
+    env = register_environment(new_environment(name, directory, settings), settings)
     console.print(f"made {env.root} and registered it; next: autoresearch env check {name}")
 
 

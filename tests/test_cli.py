@@ -423,6 +423,8 @@ def test_env_add_registers_a_folder_and_refuses_a_name_already_taken(
     shutil.copytree(ENVIRONMENTS_DIR / "tiny", tmp_path / "c" / "tiny")
     refused = cli("env", "add", str(tmp_path / "c" / "tiny"), check=False)  # tiny is on the search path
     assert "already known at" in refused.stderr
+    refused = cli("env", "new", "mine", "--dir", str(tmp_path / "d"), check=False)
+    assert "already known at" in refused.stderr and not (tmp_path / "d").exists()  # nothing left behind
     cli_env["AUTORESEARCH_ENVIRONMENTS_PATH"] = ""
     assert "registered tiny" in cli("env", "add", str(tmp_path / "c" / "tiny")).stdout
     assert "registered tiny" in cli("env", "add", str(tmp_path / "c" / "tiny")).stdout  # twice: no harm

@@ -16,8 +16,9 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAMED = ("environment.toml", "README.md")  # template files that carry the environment's name
 
 
-def new_environment(name: str, parent: Path) -> Path:
-    """A working environment folder `parent/name` made from the template; the folder."""
+def new_environment(name: str, parent: Path, settings: Settings) -> Path:
+    """A working environment folder `parent/name` made from the template; the folder. Nothing is
+    written when the name is invalid, the folder exists or another environment has the name."""
     if not _NAME.fullmatch(name):
         raise ConfigError(
             f"{name!r} is not a valid environment name: lower-case letters, digits, '-' and '_', "
@@ -26,6 +27,7 @@ def new_environment(name: str, parent: Path) -> Path:
     target = parent.expanduser().resolve() / name
     if target.exists():
         raise ConfigError(f"{target} already exists: choose another name or --dir")
+    _refuse_a_known_name(name, target, settings)
     shutil.copytree(TEMPLATE, target)
     for relpath in _NAMED:
         path = target / relpath
@@ -40,14 +42,18 @@ def register_environment(path: Path, settings: Settings) -> Environment:
     if not (root / ENVIRONMENT_FILE).is_file():
         raise ConfigError(f"{root} holds no {ENVIRONMENT_FILE}: not an environment folder")
     env = load_environment(root)
-    known = discover(settings.environment_search_path)
-    if env.name in known and known[env.name] != root:
-        raise ConfigError(
-            f"an environment named {env.name!r} is already known at {known[env.name]}: "
-            "rename the folder (and its `name`) to register this one"
-        )
+    _refuse_a_known_name(env.name, root, settings)
     if root not in settings.registered_environments:
         settings.registry_file.parent.mkdir(parents=True, exist_ok=True)
         with settings.registry_file.open("a") as registry:
             registry.write(f"{root}\n")
     return env
+
+
+def _refuse_a_known_name(name: str, root: Path, settings: Settings) -> None:
+    known = discover(settings.environment_search_path)
+    if name in known and known[name] != root:
+        raise ConfigError(
+            f"an environment named {name!r} is already known at {known[name]}: "
+            "rename the folder (and its `name`) to register this one"
+        )
