@@ -986,10 +986,7 @@ def _print_check(report: CheckReport, env: Environment) -> None:
         console.print(f"{report.metric}: mean {report.mean:.6g}{unit_text}{spread} over {len(scores)} seeds")
     if report.repeat is not None:
         first, again = report.repeat
-        figures = ", ".join(
-            f"{name} {value:.0f}" if value.is_integer() else f"{name} {value:.6g}"
-            for name, value in sorted(first.items())
-        )
+        figures = ", ".join(f"{name} {_figure(value)}" for name, value in sorted(first.items()))
         same = "the same" if first == again else "different"
         console.print(f"evaluator on one checkpoint, twice: {same} figures ({figures})")
     console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")
@@ -1087,6 +1084,11 @@ def _fmt(score: float | None) -> str:
     return f"{score:.4f}" if score is not None else "-"
 
 
+def _figure(value: float) -> str:
+    """A measured figure: a count (bytes, parameters) in full, anything else to six digits."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.6g}"
+
+
 @app.command()
 def show(
     campaign_ref: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or id.")],
@@ -1173,7 +1175,7 @@ def trial(
         console.print(f"reason: {t['reason']}", highlight=False)
     console.print(f"seed {t['seed']}, duration {t['duration_s'] or 0:.1f} s, exit {t['exit_code']}")
     if t["metrics"]:
-        console.print("metrics: " + ", ".join(f"{k}={v:g}" for k, v in t["metrics"].items()))
+        console.print("metrics: " + ", ".join(f"{k}={_figure(v)}" for k, v in t["metrics"].items()))
     for patch in report["patches"]:
         if patch["applied"] and not patch["error"]:
             state = "[green]accepted[/]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -372,6 +373,7 @@ def test_a_golf_model_over_the_byte_cap_is_size_cap(
     assert no_label is None and baseline is not None
     assert over is None and label is FailureLabel.SIZE_CAP
     assert reason.endswith("bytes, over the cap of 1,000,000")
+    assert re.search(r"artifact_bytes=\d{7,}\b", cli("trial", "golf:1").stdout)  # a byte count in full
 
 
 def test_env_new_makes_an_environment_that_env_check_passes_and_envs_lists(
