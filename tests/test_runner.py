@@ -274,19 +274,40 @@ def test_progress_lines_make_a_training_curve_thinned_to_its_limit() -> None:
     assert parse_progress("stepping 3 loss 1\nstep 4\n") == ()  # not a progress line; no values
 
 
-def test_two_campaigns_starting_together_prepare_the_data_once(tmp_path: Path, settings: Settings) -> None:
+def _tiny_with_prepare(tmp_path: Path, prepare_py: str, last_preset_extra: str = "") -> Environment:
+    """A copy of tiny whose (protected) prepare.py is `prepare_py`, given the data folder as argv[1]."""
     root = tmp_path / "tiny"
     shutil.copytree(ENVIRONMENTS_DIR / "tiny", root)
-    (root / "prepare.py").write_text(
+    (root / "prepare.py").write_text(prepare_py)
+    toml = (root / "environment.toml").read_text()
+    toml = toml.replace("\n[files]", '\nprepare = ["{python}", "prepare.py", "{data}"]\n\n[files]')
+    toml = toml.replace('protected = ["', 'protected = ["prepare.py", "')
+    (root / "environment.toml").write_text(toml + last_preset_extra)
+    return load_environment(root)
+
+
+def test_two_campaigns_starting_together_prepare_the_data_once(tmp_path: Path, settings: Settings) -> None:
+    env = _tiny_with_prepare(
+        tmp_path,
         "import pathlib, sys, time\n"
         "runs = pathlib.Path(sys.argv[1]) / 'runs'\n"
         "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x')\n"
-        "time.sleep(1)\n"
+        "time.sleep(1)\n",
     )
-    toml = (root / "environment.toml").read_text()
-    toml = toml.replace("\n[files]", '\nprepare = ["{python}", "prepare.py", "{data}"]\n\n[files]')
-    (root / "environment.toml").write_text(toml.replace('protected = ["', 'protected = ["prepare.py", "'))
-    env = load_environment(root)
     with ThreadPoolExecutor(2) as pool:
         folders = list(pool.map(lambda _: prepare_data(env, settings), range(2)))
     assert folders[0] == folders[1] and (folders[0] / "runs").read_text() == "x"
+
+
+def test_a_dataset_changed_in_place_is_prepared_again(tmp_path: Path, settings: Settings) -> None:
+    problems = tmp_path / "dataset" / "problems.jsonl"
+    problems.parent.mkdir()
+    problems.write_text("one\n")
+    env = _tiny_with_prepare(
+        tmp_path,
+        f"import shutil, sys\nshutil.copyfile({str(problems)!r}, sys.argv[1] + '/problems')\n",
+        f'inputs = {{ dataset = "{problems.parent}" }}\n',
+    )
+    assert (prepare_data(env, settings) / "problems").read_text() == "one\n"
+    problems.write_text("one\ntwo\n")
+    assert (prepare_data(env, settings) / "problems").read_text() == "one\ntwo\n"

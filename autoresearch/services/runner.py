@@ -507,8 +507,7 @@ def _describe_exit(code: int | None) -> str:
 
 def prepare_data(env: Environment, settings: Settings) -> Path:
     """The environment's prepared data folder, running its (trusted) prepare command once."""
-    fingerprint = hashlib.sha256("".join(sorted(env.protected_digests.values())).encode()).hexdigest()[:16]
-    target = settings.prepared_data_dir / env.name / fingerprint
+    target = settings.prepared_data_dir / env.name / _data_fingerprint(env)
     ready = target / ".ready"
     if ready.exists() or env.spec.commands.prepare is None:
         target.mkdir(parents=True, exist_ok=True)
@@ -530,3 +529,19 @@ def prepare_data(env: Environment, settings: Settings) -> Path:
             )
         ready.write_text(done.stdout)
     return target
+
+
+def _data_fingerprint(env: Environment) -> str:
+    """What prepared data depends on: the environment's protected files and the presets' inputs (each
+    file's path, size and modification time: a dataset changed in place is prepared again)."""
+    parts = sorted(env.protected_digests.values())
+    for path in sorted({p for preset in env.spec.presets.values() for p in preset.input_paths}):
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+            except OSError:  # missing or unreadable: the run that needs it says so
+                parts.append(f"{file} -")
+                continue
+            parts.append(f"{file} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
