@@ -316,7 +316,15 @@ def test_a_spent_budget_still_lets_interrupted_trials_run_again(store: SqlStore,
         campaign = first.campaign
         baseline = store.get_trial_by_number(campaign.id, 0)
         idea = store.list_ideas(campaign.id)[-1]
-        lost = store.add_trial(campaign.id, idea_id=idea.id, parent_id=baseline.id, seed=0)
+        baseline_code = ENV.read_editable()
+        moved = {**baseline_code, "recipe.py": baseline_code["recipe.py"].replace("x = 0.0", "x = 2.0")}
+        lost = store.add_trial(
+            campaign.id,
+            idea_id=idea.id,
+            parent_id=baseline.id,
+            seed=0,
+            code_diff=make_diff(baseline_code, moved),
+        )
         assert store.claim_trial(lost.id)  # as if the process had died while it ran
         second = run()
 

@@ -184,13 +184,13 @@ def test_a_campaign_paused_or_cancelled_from_outside_stops_and_keeps_that_status
 
 
 def test_a_budget_raised_while_running_is_spent_and_a_seeded_idea_is_run(store: SqlStore) -> None:
-    seeded = "Move y to -1 (a person's idea)"
+    seeded = "Move y to -0.5 (a person's idea, which no technique in the catalog makes)"
 
     def steer(job: TrialJob) -> None:
         store.set_campaign_limits(job.campaign_id, trial_budget=6)
         baseline = store.get_trial_by_number(job.campaign_id, 0)
         diff = (
-            "--- a/recipe.py\n+++ b/recipe.py\n@@ -1,3 +1,3 @@\n x = 0.0\n-y = 0.0\n+y = -1.0\n params = 10\n"
+            "--- a/recipe.py\n+++ b/recipe.py\n@@ -1,3 +1,3 @@\n x = 0.0\n-y = 0.0\n+y = -0.5\n params = 10\n"
         )
         store.add_idea(
             job.campaign_id,
@@ -204,7 +204,7 @@ def test_a_budget_raised_while_running_is_spent_and_a_seeded_idea_is_run(store: 
     trials = store.list_trials(outcome.campaign.id)
     by_idea = {store.get_idea(t.idea_id).hypothesis: t for t in trials}
     assert sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials) == 6
-    assert by_idea[seeded].score == 10.0  # (0 - 3)^2 + (-1 + 1)^2 + 1: the seeded patch ran
+    assert by_idea[seeded].score == 10.25  # (0 - 3)^2 + (-0.5 + 1)^2 + 1: the seeded patch ran
 
 
 class EndlessMutations:
@@ -283,3 +283,66 @@ def test_a_proposer_dry_while_a_trial_runs_is_asked_again_once_that_trial_is_a_p
     trials = store.list_trials(campaign.id)
     assert [t.score for t in trials] == [11.0, 6.0, 3.0, 2.0]  # x = 0, 1, 2, 3: each built on the last
     assert not outcome.exhausted
+
+
+class XValues:
+    """Sets x to each value in turn, each under its own name: two names for one value are two ideas with
+    the same code."""
+
+    def __init__(self, *values: tuple[str, float]) -> None:
+        self.values = list(values)
+
+    def propose(
+        self, parent: Trial, code: Mapping[str, str], lineage: object, rng: random.Random, surface: object
+    ) -> Proposal | None:
+        if not self.values:
+            return None
+        key, x = self.values.pop(0)
+        old = code["recipe.py"]
+        new = "\n".join(f"x = {x}" if line.startswith("x = ") else line for line in old.split("\n"))
+        diff = make_diff({"recipe.py": old}, {"recipe.py": new})
+        return Proposal(f"{key}: x = {x}", IdeaOrigin.MUTATION, diff, "hyperparameters", key)
+
+
+class RecordsCode(ScoreRecipe):
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.lock = threading.Lock()
+
+    def run(self, job: TrialJob, cancel: threading.Event | None = None) -> TrialResult:
+        with self.lock:
+            self.ran.append(job.code["recipe.py"])
+        time.sleep(0.05)
+        return super().run(job, cancel)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_an_idea_whose_patch_makes_code_already_run_is_not_run_again(
+    store: SqlStore, concurrency: int
+) -> None:
+    campaign = create_campaign(
+        store,
+        ENV,
+        preset=None,
+        strategy="best-of-n",
+        trials=4,
+        concurrency=concurrency,
+        seed=0,
+        name=None,
+        goal="",
+    )
+    runner = RecordsCode()
+    proposer = XValues(("x_to_two", 2.0), ("double_x_plus_two", 2.0), ("x_to_three", 3.0))
+    CampaignController(store, campaign, ENV, runner, proposer).run()  # type: ignore[arg-type]
+    trials = store.list_trials(campaign.id)
+    assert [t.status for t in trials] == [
+        TrialStatus.SUCCEEDED,
+        TrialStatus.SUCCEEDED,
+        TrialStatus.FAILED,
+        TrialStatus.SUCCEEDED,
+    ]
+    assert Counter(runner.ran).most_common(1)[0][1] == 1 and len(runner.ran) == 3  # each code ran once
+    same = trials[2]
+    assert same.label is FailureLabel.SAME_CODE and same.duration_s is None
+    assert same.code_diff == trials[1].code_diff
+    assert same.reason.startswith("the same code and seed as trial 1, which ")

@@ -22,7 +22,7 @@ from autoresearch import __version__
 from autoresearch.api.dependencies import settings_of, store_of
 from autoresearch.dashboard import session
 from autoresearch.dashboard.diffs import CodeDiff, code_diff
-from autoresearch.domain.model import Campaign, Scope, Trial
+from autoresearch.domain.model import Campaign, FailureLabel, Scope, Trial, TrialStatus
 from autoresearch.errors import NotFound
 from autoresearch.services.auth import authenticate
 from autoresearch.services.store import Store
@@ -147,7 +147,13 @@ def campaign_page(ref: str, request: Request) -> Response:
         campaign = store_of(request).get_campaign(ref)
     except NotFound as exc:
         return _not_found(viewer, str(exc))
-    return render("campaign.html", viewer=viewer, campaign=campaign)
+    return render(
+        "campaign.html",
+        viewer=viewer,
+        campaign=campaign,
+        statuses=list(TrialStatus),
+        labels=list(FailureLabel),
+    )
 
 
 @router.get("/campaigns/{ref}/trials/{number}", response_class=HTMLResponse)

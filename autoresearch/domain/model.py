@@ -21,6 +21,7 @@ class FailureLabel(enum.StrEnum):
     OOM = "oom"  # out of host or device memory
     SIZE_CAP = "size_cap"  # the trained model is larger than the preset allows
     GATE_MISS = "gate_miss"  # the evaluator's verdict failed one of the environment's gates
+    SAME_CODE = "same_code"  # the patch made the code of an earlier trial at the same seed; not run again
     WORKER_LOST = "worker_lost"  # the process running the trial died (not the candidate's fault)
     CANCELLED = "cancelled"  # the user stopped the campaign while the trial ran
 

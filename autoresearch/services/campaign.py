@@ -30,6 +30,7 @@ from autoresearch.domain.model import (
     Idea,
     IdeaOrigin,
     Trial,
+    TrialResult,
     TrialStatus,
 )
 from autoresearch.domain.placement import GpuPool
@@ -48,6 +49,7 @@ MAX_TRIES = 3  # runs of one trial whose worker keeps dying, before its worker_l
 STEERING_POLL_S = 0.5  # how often a running campaign reads what was changed through the API
 _PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
 _DUPLICATES_IN_A_ROW = 16  # near-duplicate ideas in a row before concluding the same
+_TO_RUN_OR_SCORED = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.SUCCEEDED)
 
 
 class NoveltyGate(Protocol):
@@ -99,6 +101,16 @@ class ObserverGroup:
     def note(self, message: str) -> None:
         for observer in self.observers:
             observer.note(message)
+
+
+def _same_code_reason(earlier: Trial) -> str:
+    if earlier.status is TrialStatus.SUCCEEDED:
+        fate = f"which scored {earlier.score:g}"
+    elif earlier.status is TrialStatus.FAILED:
+        fate = f"which failed ({earlier.label})"
+    else:
+        fate = f"which is {earlier.status}"
+    return f"the same code and seed as trial {earlier.number}, {fate}: not run again"
 
 
 @dataclass(frozen=True)
@@ -334,9 +346,15 @@ class CampaignController:
     def _start_run(self, running: dict[Future[Trial], Trial], cancel: threading.Event) -> bool:
         if cancel.is_set() or self.execution.broken or not self.ready:
             return False
+        trial = self.ready[0]
+        if (earlier := self._earlier_with_the_same_code(trial)) is not None:
+            result = TrialResult.failed(FailureLabel.SAME_CODE, _same_code_reason(earlier))
+            if ended := self.store.finish_trial(trial.id, result):  # else a worker took it: watched below
+                self.ready.pop(0)
+                self._finished(ended, retry=False)
+                return True
         if len(running) >= self.campaign.concurrency:
             return False
-        trial = self.ready[0]
         future = self.execution.try_run(trial, self.code_of(trial.id), cancel)
         if future is None:
             return False  # no room on the GPUs: wait for a trial to finish
@@ -347,6 +365,23 @@ class CampaignController:
             self.lineage.add(trial)
             self.observer.trial_started(trial, self.lineage.idea_of(trial))
         return True
+
+    def _earlier_with_the_same_code(self, trial: Trial) -> Trial | None:
+        """An earlier trial at the same seed, with the same code, that ran or is to run: running this
+        one would only measure it again. An interrupted one does not count (it is retried), nor does one
+        that failed before it ran (a patch_failed trial has no code of its own)."""
+        for other in self.lineage.trials.values():
+            if (
+                other.id < trial.id
+                and other.seed == trial.seed
+                and other.code_diff == trial.code_diff
+                and (
+                    other.status in _TO_RUN_OR_SCORED
+                    or (other.status is TrialStatus.FAILED and other.duration_s is not None)
+                )
+            ):
+                return other
+        return None
 
     def _start_implementation(
         self,

@@ -114,6 +114,7 @@
     oom: "#882255",
     size_cap: "#999933",
     gate_miss: "#44AA99",
+    same_code: "#332288",
     worker_lost: "#7F7F7F",
     cancelled: "#BBBBBB",
   };
