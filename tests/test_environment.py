@@ -1,12 +1,16 @@
+import random
 from pathlib import Path
 
 import pytest
 
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
-from autoresearch.domain.diffs import apply_diff
+from autoresearch.domain.diffs import apply_diff, make_diff
+from autoresearch.domain.lineage import Lineage
+from autoresearch.domain.model import Idea, IdeaOrigin, Trial, TrialStatus
 from autoresearch.environment import find_environment, load_environment
 from autoresearch.errors import ConfigError, NotFound
 from autoresearch.settings import Settings
+from autoresearch.testing import ENVIRONMENTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT = ROOT / "environments" / "nanogpt"
@@ -109,9 +113,6 @@ def test_every_technique_of_a_shipped_environment_applies_to_its_baseline(name: 
 def test_catalog_proposer_prefers_what_the_goal_names() -> None:
     env = load_environment(NANOGPT)
     proposer = CatalogProposer(env, goal="try rotary embeddings first", mutation_rate=0.0)
-    from autoresearch.domain.lineage import Lineage
-    from autoresearch.domain.model import Idea, IdeaOrigin, Trial, TrialStatus
-
     lineage = Lineage.of(
         [Idea(id=1, campaign_id=1, hypothesis="b", origin=IdeaOrigin.BASELINE, key="baseline")],
         [
@@ -120,7 +121,44 @@ def test_catalog_proposer_prefers_what_the_goal_names() -> None:
             )
         ],
     )
-    import random
-
     proposal = proposer.propose(lineage.trials[1], env.read_editable(), lineage, random.Random(0))
     assert proposal is not None and proposal.key == "rotary"
+
+
+@pytest.mark.parametrize("mutation_rate", [0.0, 1.0])
+def test_catalog_proposer_leaves_out_an_entry_whose_code_a_trial_measures(mutation_rate: float) -> None:
+    """A person's ideas set x to 2 and to 4 on the baseline, as the technique move_x and the mutation
+    x=4 would write them: those two would measure that code again, under other names."""
+    env = load_environment(ENVIRONMENTS_DIR / "tiny")
+    baseline = env.read_editable()
+
+    def setting_x(value: str) -> str:
+        return make_diff(baseline, {**baseline, "recipe.py": baseline["recipe.py"].replace("x = 0.0", value)})
+
+    ideas = [Idea(id=1, campaign_id=1, hypothesis="b", origin=IdeaOrigin.BASELINE, key="baseline")]
+    trials = [
+        Trial(id=1, campaign_id=1, number=0, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0)
+    ]
+    for number, value in ((1, "x = 2.0"), (2, "x = 4")):
+        ideas.append(Idea(id=number + 1, campaign_id=1, hypothesis=value, origin=IdeaOrigin.USER, key=value))
+        trials.append(
+            Trial(
+                id=number + 1,
+                campaign_id=1,
+                number=number,
+                idea_id=number + 1,
+                parent_id=1,
+                status=TrialStatus.RUNNING,
+                seed=0,
+                code_diff=setting_x(value),
+            )
+        )
+    lineage = Lineage.of(ideas, trials)
+    proposer = CatalogProposer(env, mutation_rate=mutation_rate)
+    keys = set()
+    for seed in range(40):
+        proposal = proposer.propose(lineage.trials[1], baseline, lineage, random.Random(seed))
+        assert proposal is not None
+        keys.add(proposal.key)
+    expected = {"move_y"} if mutation_rate == 0.0 else {"x=1", "y=-2", "y=-0.5", "y=1"}
+    assert keys == expected

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from pydantic import Field, model_validator
 
-from autoresearch.domain.diffs import make_diff
+from autoresearch.domain.diffs import apply_diff, make_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import IdeaOrigin, Trial
 from autoresearch.environment import Environment, StrictModel, read_contract
-from autoresearch.errors import ConfigError
+from autoresearch.errors import ConfigError, PatchError
 from autoresearch.services.proposer import Proposal
 
 CATALOG_FILE = "catalog.toml"
@@ -82,10 +82,13 @@ def _format(value: float, integer: bool) -> str:
 
 
 class CatalogProposer:
-    """Untried techniques first (those sharing most words with the research goal lead), mixed with mutations."""
+    """Untried techniques first (those sharing most words with the research goal lead), mixed with mutations.
+    An entry whose code some trial already measures (a mutation that doubles the learning rate, after a
+    technique that does the same) is left out."""
 
     def __init__(self, env: Environment, goal: str = "", mutation_rate: float = 0.3) -> None:
         self.techniques, self.mutations = load_catalog(env)
+        self.baseline_code = env.read_editable()
         self.mutation_rate = mutation_rate
         goal_words = _words(goal)
         self._goal_matches = {
@@ -116,14 +119,30 @@ class CatalogProposer:
         surface: str | None,
     ) -> Proposal | None:
         blocked = lineage.ancestry_keys(parent.id) | lineage.tried_on(parent.id)
-        fresh = [t for t in self.techniques if t.key not in blocked and surface in (None, t.surface)]
+        measured = lineage.measured_code()
+        fresh = [
+            t
+            for t in self.techniques
+            if t.key not in blocked
+            and surface in (None, t.surface)
+            and not self._measured(parent_code, t.diff, measured)
+        ]
         mutations = [m for m in self.mutations if surface in (None, m.surface)]
         if fresh and (not mutations or rng.random() >= self.mutation_rate):
             return self._technique(fresh, lineage, rng)
-        mutation = self._mutate(mutations, parent_code, blocked, rng)
+        mutation = self._mutate(mutations, parent_code, blocked, measured, rng)
         if mutation is None and fresh:
             return self._technique(fresh, lineage, rng)
         return mutation
+
+    def _measured(self, parent_code: Mapping[str, str], technique_diff: str, measured: Set[str]) -> bool:
+        """Whether the technique makes code some trial measures; one that does not apply is left to the
+        implementer, which says why."""
+        try:
+            child = apply_diff(parent_code, technique_diff, base=self.baseline_code)
+        except PatchError:
+            return False
+        return make_diff(self.baseline_code, child) in measured
 
     def _technique(self, fresh: list[Technique], lineage: Lineage, rng: random.Random) -> Proposal:
         def rank(t: Technique) -> tuple[int, bool]:
@@ -138,9 +157,10 @@ class CatalogProposer:
         mutations: list[MutationEntry],
         parent_code: Mapping[str, str],
         blocked: Set[str],
+        measured: Set[str],
         rng: random.Random,
     ) -> Proposal | None:
-        options: list[tuple[MutationEntry, str, str]] = []
+        options: list[tuple[MutationEntry, str, str, str]] = []
         for m in mutations:
             match = re.search(rf"^{m.name} = ([-+0-9.eE_]+)\s*$", parent_code.get(m.file, ""), re.MULTILINE)
             if not match:
@@ -152,14 +172,15 @@ class CatalogProposer:
                 if m.max is not None:
                     target = min(m.max, target)
                 new = _format(target, m.integer)
-                if new != current and f"{m.name}={new}" not in blocked:
-                    options.append((m, current, new))
+                if new == current or f"{m.name}={new}" in blocked:
+                    continue
+                text = parent_code[m.file]
+                new_text = re.sub(rf"^{m.name} = .*$", f"{m.name} = {new}", text, count=1, flags=re.MULTILINE)
+                if make_diff(self.baseline_code, {**parent_code, m.file: new_text}) not in measured:
+                    options.append((m, current, new, make_diff({m.file: text}, {m.file: new_text})))
         if not options:
             return None
-        m, current, new = rng.choice(options)
-        text = parent_code[m.file]
-        new_text = re.sub(rf"^{m.name} = .*$", f"{m.name} = {new}", text, count=1, flags=re.MULTILINE)
-        diff = make_diff({m.file: text}, {m.file: new_text})
+        m, current, new, diff = rng.choice(options)
         return Proposal(
             f"Change {m.name} from {current} to {new}.",
             IdeaOrigin.MUTATION,

@@ -55,6 +55,10 @@ class Lineage:
         """Keys of the ideas proposed on this trial, whether or not their trials exist yet."""
         return self._tried_on.get(trial_id, set())
 
+    def measured_code(self) -> set[str]:
+        """The code (as diffs against the baseline) of every trial that ran, runs or waits to run."""
+        return {t.code_diff for t in self.trials.values() if t.measures_its_code}
+
     def children(self, trial_id: int | None) -> list[int]:
         return self._children.get(trial_id, [])
 

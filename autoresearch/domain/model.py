@@ -248,6 +248,15 @@ class Trial:
     def is_scored(self) -> bool:
         return self.status is TrialStatus.SUCCEEDED and self.score is not None
 
+    @property
+    def measures_its_code(self) -> bool:
+        """It ran, runs or waits to run: another trial with its code and seed would only measure it again.
+        Not so for an interrupted trial (it is retried) nor one that failed before running (a patch_failed
+        trial has no code of its own)."""
+        if self.status is TrialStatus.FAILED:
+            return self.duration_s is not None
+        return self.status is not TrialStatus.INTERRUPTED
+
 
 @dataclass(frozen=True)
 class Usage:

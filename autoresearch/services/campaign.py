@@ -49,7 +49,6 @@ MAX_TRIES = 3  # runs of one trial whose worker keeps dying, before its worker_l
 STEERING_POLL_S = 0.5  # how often a running campaign reads what was changed through the API
 _PARENT_TRIES = 8  # parents to try before concluding the proposer has nothing left
 _DUPLICATES_IN_A_ROW = 16  # near-duplicate ideas in a row before concluding the same
-_TO_RUN_OR_SCORED = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.SUCCEEDED)
 
 
 class NoveltyGate(Protocol):
@@ -367,18 +366,13 @@ class CampaignController:
         return True
 
     def _earlier_with_the_same_code(self, trial: Trial) -> Trial | None:
-        """An earlier trial at the same seed, with the same code, that ran or is to run: running this
-        one would only measure it again. An interrupted one does not count (it is retried), nor does one
-        that failed before it ran (a patch_failed trial has no code of its own)."""
+        """An earlier trial at the same seed and with the same code that measures it already."""
         for other in self.lineage.trials.values():
             if (
                 other.id < trial.id
                 and other.seed == trial.seed
                 and other.code_diff == trial.code_diff
-                and (
-                    other.status in _TO_RUN_OR_SCORED
-                    or (other.status is TrialStatus.FAILED and other.duration_s is not None)
-                )
+                and other.measures_its_code
             ):
                 return other
         return None
