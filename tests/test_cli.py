@@ -19,7 +19,7 @@ import pytest
 from autoresearch.adapters.db import open_store
 from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.diffs import make_diff
-from autoresearch.domain.model import FailureLabel, Scope, TrialStatus
+from autoresearch.domain.model import FailureLabel, Scope, Trial, TrialStatus
 from autoresearch.services.auth import authenticate
 from autoresearch.settings import SandboxMode
 from autoresearch.testing import ENVIRONMENTS_DIR
@@ -179,20 +179,21 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.2)
 
 
-def _finished(url: str, name: str) -> dict[int, tuple[str, float | None]]:
-    store = open_store(url)
+def _trials(url: str, name: str) -> list[Trial]:
+    """The campaign's trials; none while its record (or the database) is not there yet."""
     try:
-        trials = store.list_trials(store.get_campaign(name).id)
-    finally:
-        store.close()
-    return {t.id: (str(t.status), t.score) for t in trials if t.status.is_terminal}
-
-
-def _campaign_exists(url: str, name: str) -> bool:
-    try:
-        return bool(_finished(url, name)) or True
+        store = open_store(url)
+        try:
+            return store.list_trials(store.get_campaign(name).id)
+        finally:
+            store.close()
     except Exception:
-        return False
+        return []
+
+
+def _one_finished_and_one_running(url: str, name: str) -> bool:
+    statuses = [t.status for t in _trials(url, name)]
+    return any(status.is_terminal for status in statuses) and TrialStatus.RUNNING in statuses
 
 
 @pytest.mark.slow
@@ -207,10 +208,10 @@ def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: _campaign_exists(sqlite_url, "k") and len(_finished(sqlite_url, "k")) >= 1, 300)
+    _wait_for(lambda: _one_finished_and_one_running(sqlite_url, "k"), 300)
     proc.send_signal({"kill -9": signal.SIGKILL, "ctrl-c": signal.SIGINT, "kill": signal.SIGTERM}[stop])
     proc.wait(timeout=60)
-    before = _finished(sqlite_url, "k")
+    before = {t.id: (str(t.status), t.score) for t in _trials(sqlite_url, "k") if t.status.is_terminal}
     store = open_store(sqlite_url)
     campaign = store.get_campaign("k")
     if stop != "kill -9":
