@@ -285,23 +285,23 @@ def test_a_proposer_dry_while_a_trial_runs_is_asked_again_once_that_trial_is_a_p
     assert not outcome.exhausted
 
 
-class XValues:
-    """Sets x to each value in turn, each under its own name: two names for one value are two ideas with
-    the same code."""
+class XLines:
+    """Writes each x line in turn, each under its own name: two spellings of one value are two ideas with
+    one program."""
 
-    def __init__(self, *values: tuple[str, float]) -> None:
-        self.values = list(values)
+    def __init__(self, *lines: tuple[str, str]) -> None:
+        self.lines = list(lines)
 
     def propose(
         self, parent: Trial, code: Mapping[str, str], lineage: object, rng: random.Random, surface: object
     ) -> Proposal | None:
-        if not self.values:
+        if not self.lines:
             return None
-        key, x = self.values.pop(0)
+        key, x_line = self.lines.pop(0)
         old = code["recipe.py"]
-        new = "\n".join(f"x = {x}" if line.startswith("x = ") else line for line in old.split("\n"))
+        new = "\n".join(x_line if line.startswith("x = ") else line for line in old.split("\n"))
         diff = make_diff({"recipe.py": old}, {"recipe.py": new})
-        return Proposal(f"{key}: x = {x}", IdeaOrigin.MUTATION, diff, "hyperparameters", key)
+        return Proposal(f"{key}: {x_line}", IdeaOrigin.MUTATION, diff, "hyperparameters", key)
 
 
 class RecordsCode(ScoreRecipe):
@@ -332,7 +332,9 @@ def test_an_idea_whose_patch_makes_code_already_run_is_not_run_again(
         goal="",
     )
     runner = RecordsCode()
-    proposer = XValues(("x_to_two", 2.0), ("double_x_plus_two", 2.0), ("x_to_three", 3.0))
+    proposer = XLines(
+        ("x_to_two", "x = 2.0"), ("two_spelled_otherwise", "x = 2e0  # the same"), ("x_to_three", "x = 3.0")
+    )
     CampaignController(store, campaign, ENV, runner, proposer).run()  # type: ignore[arg-type]
     trials = store.list_trials(campaign.id)
     assert [t.status for t in trials] == [
@@ -344,5 +346,5 @@ def test_an_idea_whose_patch_makes_code_already_run_is_not_run_again(
     assert Counter(runner.ran).most_common(1)[0][1] == 1 and len(runner.ran) == 3  # each code ran once
     same = trials[2]
     assert same.label is FailureLabel.SAME_CODE and same.duration_s is None
-    assert same.code_diff == trials[1].code_diff
-    assert same.reason.startswith("the same code and seed as trial 1, which ")
+    assert same.code_diff != trials[1].code_diff
+    assert same.reason.startswith("the same program as trial 1 at the same seed, which ")

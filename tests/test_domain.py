@@ -15,6 +15,7 @@ from autoresearch.domain.model import (
     TrialStatus,
     check_transition,
 )
+from autoresearch.domain.programs import program_of
 from autoresearch.domain.strategies import BestOfN, Evolve, Population, RandomParent
 
 
@@ -92,3 +93,21 @@ def test_lineage_tracks_what_each_line_of_descent_has_tried() -> None:
     assert lineage.tried_on(2) == {"e"}  # proposed, not yet implemented: trying it again would repeat it
     assert [t.id for t in lineage.ancestors(2)] == [1, 0]
     assert lineage.children(0) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("lr = 1e-4\n", "lr = 0.0001  # doubled\n", True),  # comments and the spelling of numbers
+        ("f(a,b)\n", "f(\n    a,\n    b,\n)\n", True),  # layout
+        ("lr = 2\n", "lr = 2.0\n", False),  # an int is not a float
+        ("lr = 1e-4\n", "lr = 1e-3\n", False),
+        ("def f(:\n", "def f(: \n", False),  # not Python: compared as text
+    ],
+)
+def test_two_codes_are_one_program_when_only_comments_layout_or_number_spelling_differ(
+    a: str, b: str, same: bool
+) -> None:
+    assert (program_of({"train.py": a}) == program_of({"train.py": b})) is same
+    assert program_of({"train.py": a}) != program_of({"other.py": a})  # the file's name counts
+    assert (program_of({"notes.txt": a}) == program_of({"notes.txt": b})) is (a == b)  # not Python: text

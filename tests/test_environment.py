@@ -127,8 +127,8 @@ def test_catalog_proposer_prefers_what_the_goal_names() -> None:
 
 @pytest.mark.parametrize("mutation_rate", [0.0, 1.0])
 def test_catalog_proposer_leaves_out_an_entry_whose_code_a_trial_measures(mutation_rate: float) -> None:
-    """A person's ideas set x to 2 and to 4 on the baseline, as the technique move_x and the mutation
-    x=4 would write them: those two would measure that code again, under other names."""
+    """A person's ideas set x to 2 and to 4 on the baseline, in other spellings than the technique move_x
+    (x = 2.0) and the mutation x=4 (x = 4) use: those two would measure the same programs again."""
     env = load_environment(ENVIRONMENTS_DIR / "tiny")
     baseline = env.read_editable()
 
@@ -139,7 +139,7 @@ def test_catalog_proposer_leaves_out_an_entry_whose_code_a_trial_measures(mutati
     trials = [
         Trial(id=1, campaign_id=1, number=0, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0)
     ]
-    for number, value in ((1, "x = 2.0"), (2, "x = 4")):
+    for number, value in ((1, "x = 2.00  # near the optimum"), (2, "x = 0x4")):
         ideas.append(Idea(id=number + 1, campaign_id=1, hypothesis=value, origin=IdeaOrigin.USER, key=value))
         trials.append(
             Trial(
@@ -162,3 +162,42 @@ def test_catalog_proposer_leaves_out_an_entry_whose_code_a_trial_measures(mutati
         keys.add(proposal.key)
     expected = {"move_y"} if mutation_rate == 0.0 else {"x=1", "y=-2", "y=-0.5", "y=1"}
     assert keys == expected
+
+
+def test_grpo_mutation_to_the_learning_rate_of_double_lr_is_left_out_once_double_lr_ran() -> None:
+    """The technique writes 1e-4, the mutation would write 0.0001: one program."""
+    env = load_environment(ROOT / "environments" / "grpo")
+    baseline = env.read_editable()
+    [double_lr] = [t for t in load_catalog(env)[0] if t.key == "double_lr"]
+    ideas = [
+        Idea(id=1, campaign_id=1, hypothesis="b", origin=IdeaOrigin.BASELINE, key="baseline"),
+        Idea(
+            id=2,
+            campaign_id=1,
+            hypothesis="d",
+            origin=IdeaOrigin.CATALOG,
+            key="double_lr",
+            parent_trial_ids=(1,),
+        ),
+    ]
+    trials = [
+        Trial(id=1, campaign_id=1, number=0, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0),
+        Trial(
+            id=2,
+            campaign_id=1,
+            number=1,
+            idea_id=2,
+            parent_id=1,
+            status=TrialStatus.SUCCEEDED,
+            seed=0,
+            duration_s=1.0,
+            code_diff=make_diff(baseline, apply_diff(baseline, double_lr.diff)),
+        ),
+    ]
+    lineage = Lineage.of(ideas, trials)
+    proposer = CatalogProposer(env, mutation_rate=1.0)
+    keys = {
+        proposer.propose(lineage.trials[1], baseline, lineage, random.Random(seed)).key for seed in range(60)
+    }  # type: ignore[union-attr]
+    assert "learning_rate=0.0001" not in keys
+    assert any(key.startswith("learning_rate=") for key in keys)  # other learning rates are still proposed

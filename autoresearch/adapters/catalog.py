@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from autoresearch.domain.diffs import apply_diff, make_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import IdeaOrigin, Trial
+from autoresearch.domain.programs import Programs, program_of
 from autoresearch.environment import Environment, StrictModel, read_contract
 from autoresearch.errors import ConfigError, PatchError
 from autoresearch.services.proposer import Proposal
@@ -83,12 +84,13 @@ def _format(value: float, integer: bool) -> str:
 
 class CatalogProposer:
     """Untried techniques first (those sharing most words with the research goal lead), mixed with mutations.
-    An entry whose code some trial already measures (a mutation that doubles the learning rate, after a
-    technique that does the same) is left out."""
+    An entry whose program some trial already measures (a mutation that sets the learning rate to 0.0001,
+    after a technique that sets it to 1e-4) is left out."""
 
     def __init__(self, env: Environment, goal: str = "", mutation_rate: float = 0.3) -> None:
         self.techniques, self.mutations = load_catalog(env)
         self.baseline_code = env.read_editable()
+        self.programs = Programs(self.baseline_code)
         self.mutation_rate = mutation_rate
         goal_words = _words(goal)
         self._goal_matches = {
@@ -119,7 +121,7 @@ class CatalogProposer:
         surface: str | None,
     ) -> Proposal | None:
         blocked = lineage.ancestry_keys(parent.id) | lineage.tried_on(parent.id)
-        measured = lineage.measured_code()
+        measured = {self.programs.of_diff(diff) for diff in lineage.measured_code()}
         fresh = [
             t
             for t in self.techniques
@@ -136,13 +138,13 @@ class CatalogProposer:
         return mutation
 
     def _measured(self, parent_code: Mapping[str, str], technique_diff: str, measured: Set[str]) -> bool:
-        """Whether the technique makes code some trial measures; one that does not apply is left to the
-        implementer, which says why."""
+        """Whether the technique makes a program some trial measures; one that does not apply is left to
+        the implementer, which says why."""
         try:
             child = apply_diff(parent_code, technique_diff, base=self.baseline_code)
         except PatchError:
             return False
-        return make_diff(self.baseline_code, child) in measured
+        return program_of(child) in measured
 
     def _technique(self, fresh: list[Technique], lineage: Lineage, rng: random.Random) -> Proposal:
         def rank(t: Technique) -> tuple[int, bool]:
@@ -176,7 +178,7 @@ class CatalogProposer:
                     continue
                 text = parent_code[m.file]
                 new_text = re.sub(rf"^{m.name} = .*$", f"{m.name} = {new}", text, count=1, flags=re.MULTILINE)
-                if make_diff(self.baseline_code, {**parent_code, m.file: new_text}) not in measured:
+                if program_of({**parent_code, m.file: new_text}) not in measured:
                     options.append((m, current, new, make_diff({m.file: text}, {m.file: new_text})))
         if not options:
             return None

@@ -34,6 +34,7 @@ from autoresearch.domain.model import (
     TrialStatus,
 )
 from autoresearch.domain.placement import GpuPool
+from autoresearch.domain.programs import Programs
 from autoresearch.domain.strategies import STRATEGIES, Population, Strategy
 from autoresearch.environment import ENVIRONMENT_FILE, Environment
 from autoresearch.errors import ConfigError
@@ -109,7 +110,7 @@ def _same_code_reason(earlier: Trial) -> str:
         fate = f"which failed ({earlier.label})"
     else:
         fate = f"which is {earlier.status}"
-    return f"the same code and seed as trial {earlier.number}, {fate}: not run again"
+    return f"the same program as trial {earlier.number} at the same seed, {fate}: not run again"
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class CampaignController:
         self.observer: CampaignObserver = observer or SilentObserver()
         self.strategy: Strategy = STRATEGIES[campaign.strategy]()
         self.baseline_code = env.read_editable()
+        self.programs = Programs(self.baseline_code)
         self.novelty = novelty
         self.analyst = analyst
         self.proposer_stopped = ""
@@ -366,13 +368,14 @@ class CampaignController:
         return True
 
     def _earlier_with_the_same_code(self, trial: Trial) -> Trial | None:
-        """An earlier trial at the same seed and with the same code that measures it already."""
+        """An earlier trial at the same seed that measures the same program already."""
+        program = self.programs.of_diff(trial.code_diff)
         for other in self.lineage.trials.values():
             if (
                 other.id < trial.id
                 and other.seed == trial.seed
-                and other.code_diff == trial.code_diff
                 and other.measures_its_code
+                and self.programs.of_diff(other.code_diff) == program
             ):
                 return other
         return None
