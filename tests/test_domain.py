@@ -2,6 +2,7 @@ import random
 
 import pytest
 
+from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import (
     TRIAL_TRANSITIONS,
@@ -15,7 +16,7 @@ from autoresearch.domain.model import (
     TrialStatus,
     check_transition,
 )
-from autoresearch.domain.programs import program_of
+from autoresearch.domain.programs import Programs, program_of
 from autoresearch.domain.strategies import BestOfN, Evolve, Population, RandomParent
 
 
@@ -111,3 +112,15 @@ def test_two_codes_are_one_program_when_only_comments_layout_or_number_spelling_
     assert (program_of({"train.py": a}) == program_of({"train.py": b})) is same
     assert program_of({"train.py": a}) != program_of({"other.py": a})  # the file's name counts
     assert (program_of({"notes.txt": a}) == program_of({"notes.txt": b})) is (a == b)  # not Python: text
+
+
+def test_a_diff_that_no_longer_applies_to_the_baseline_is_compared_as_written() -> None:
+    old, new = {"train.py": "lr = 1\n"}, {"train.py": "lr = 2\n"}
+    diff = make_diff(old, new)
+    assert Programs(old).of_diff(diff) == program_of(new) and Programs(old).of_diff("") == program_of(old)
+    edited = Programs({"train.py": "lr = 3\n"})  # the environment's recipe was edited since
+    assert (
+        edited.of_diff(diff)
+        == edited.of_diff(diff)
+        != edited.of_diff(make_diff(old, {"train.py": "lr = 4\n"}))
+    )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from autoresearch.domain.diffs import apply_diff
+from autoresearch.errors import PatchError
 
 
 def program_of(code: Mapping[str, str]) -> str:
@@ -41,5 +42,8 @@ class Programs:
 
     def of_diff(self, diff: str) -> str:
         if diff not in self._of_diff:
-            self._of_diff[diff] = program_of(apply_diff(self.baseline, diff) if diff else self.baseline)
+            try:
+                self._of_diff[diff] = program_of(apply_diff(self.baseline, diff) if diff else self.baseline)
+            except PatchError:  # the baseline was edited since this diff was made: compared as written
+                self._of_diff[diff] = "diff " + hashlib.sha256(diff.encode()).hexdigest()
         return self._of_diff[diff]
