@@ -104,6 +104,7 @@ def test_lineage_tracks_what_each_line_of_descent_has_tried() -> None:
         ("lr = 2\n", "lr = 2.0\n", False),  # an int is not a float
         ("lr = 1e-4\n", "lr = 1e-3\n", False),
         ("def f(:\n", "def f(: \n", False),  # not Python: compared as text
+        ("x = " + "-" * 5000 + "1\n", "x = " + "-" * 5000 + "1  # deep\n", False),  # past the recursion limit
     ],
 )
 def test_two_codes_are_one_program_when_only_comments_layout_or_number_spelling_differ(

@@ -26,9 +26,9 @@ def program_of(code: Mapping[str, str]) -> str:
 @lru_cache(maxsize=1024)
 def _file_program(path: str, text: str) -> str:
     if path.endswith(".py"):
-        with contextlib.suppress(
-            SyntaxError, ValueError
-        ):  # not Python: compared as text, the runner says why
+        # Code that does not parse (or nests past the recursion limit) is compared as text; the runner
+        # reports what is wrong with it.
+        with contextlib.suppress(SyntaxError, ValueError, RecursionError):
             text = ast.dump(ast.parse(text))
     return hashlib.sha256(text.encode()).hexdigest()
 
