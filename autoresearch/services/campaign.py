@@ -214,6 +214,9 @@ class CampaignController:
         self.strategy: Strategy = STRATEGIES[campaign.strategy]()
         self.baseline_code = env.read_editable()
         self.programs = Programs(self.baseline_code)
+        # Trials already compared with the earlier ones: once is enough, since a trial that measures its
+        # program only ever stops doing so, and the trials made later are not earlier ones.
+        self.compared: set[int] = set()
         self.novelty = novelty
         self.analyst = analyst
         self.proposer_stopped = ""
@@ -348,7 +351,7 @@ class CampaignController:
         if cancel.is_set() or self.execution.broken or not self.ready:
             return False
         trial = self.ready[0]
-        if (earlier := self._earlier_with_the_same_code(trial)) is not None:
+        if trial.id not in self.compared and (earlier := self._earlier_with_the_same_code(trial)) is not None:
             result = TrialResult.failed(FailureLabel.SAME_CODE, _same_code_reason(earlier))
             if ended := self.store.finish_trial(trial.id, result):  # else a worker took it: watched below
                 self.ready.pop(0)
@@ -369,6 +372,7 @@ class CampaignController:
 
     def _earlier_with_the_same_code(self, trial: Trial) -> Trial | None:
         """An earlier trial at the same seed that measures the same program already."""
+        self.compared.add(trial.id)
         program = self.programs.of_diff(trial.code_diff)
         for other in self.lineage.trials.values():
             if (
