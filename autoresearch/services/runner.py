@@ -184,7 +184,12 @@ class TrialRunner:
             self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=f"{train_seconds:.3f}"),
             cwd=self.env.root,
             mounts=Mounts(
-                readable=(self.env.root, out_dir, *(self.data_dir / f for f in self.env.spec.data.evaluate)),
+                readable=(
+                    self.env.root,
+                    out_dir,
+                    *(self.data_dir / f for f in self.env.spec.data.evaluate),
+                    *self.preset.input_paths,
+                ),
                 hidden=(self.settings.data_dir,),
             ),
             log=root / "evaluate.log",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from autoresearch.exported import RefusedArchive, load_exported_program
+
 EXPORT_BATCH = 100
 CRASHED, REFUSED = 2, 3  # exit codes: training left no usable model / the model misses the target
 
@@ -34,7 +36,9 @@ def main():
     target = float(spec["presets"][args.preset]["model"]["target_accuracy"])
 
     try:
-        program = torch.export.load(args.out / "model.pt2")
+        program = load_exported_program(args.out / "model.pt2")
+    except RefusedArchive as exc:
+        fail(f"model.pt2 refused: {exc}", REFUSED)
     except (OSError, ValueError, RuntimeError) as exc:
         fail(f"training left no loadable model: {exc}")
     model = program.module()

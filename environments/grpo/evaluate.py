@@ -15,13 +15,15 @@ from pathlib import Path
 import tasks
 import torch
 
+from autoresearch.exported import RefusedArchive, load_exported_program
+
 EXPORT_BATCH = 100
-CRASHED = 2
+CRASHED, REFUSED = 2, 3  # exit codes: training left no usable model / the model breaks a rule
 
 
-def fail(message):
+def fail(message, code=CRASHED):
     print(f"evaluate: {message}", file=sys.stderr)
-    sys.exit(CRASHED)
+    sys.exit(code)
 
 
 def main():
@@ -33,9 +35,11 @@ def main():
     spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
     preset = spec["presets"][args.preset]
     if "model" in preset.get("inputs", {}):
-        return evaluate_hf(args, preset["model"])
+        return evaluate_hf(args, preset["model"], Path(preset["inputs"]["model"]))
     try:
-        program = torch.export.load(args.out / "model.pt2")
+        program = load_exported_program(args.out / "model.pt2")
+    except RefusedArchive as exc:
+        fail(f"model.pt2 refused: {exc}", REFUSED)
     except (OSError, ValueError, RuntimeError) as exc:
         fail(f"training left no loadable model: {exc}")
     model = program.module()
@@ -69,17 +73,32 @@ def main():
     print(f"params: {sum(t.numel() for t in program.state_dict.values())}")
 
 
-def evaluate_hf(args, settings):
+def evaluate_hf(args, settings, base):
     """The `gpu` preset: greedy answers of the saved policy to the held-out problems, right when the
-    last \\boxed{} matches the reference."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    last \\boxed{} matches the reference.
+
+    Only the policy's weights come from training, and only as safetensors: the architecture, the
+    tokenizer and the generation settings are the base model's, so nothing training wrote is code
+    (no pickled weights, no remote code) or changes how answers are decoded."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     device, dtype = settings.get("device", "cuda"), getattr(torch, settings.get("dtype", "bfloat16"))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.out / "policy")
-        model = AutoModelForCausalLM.from_pretrained(args.out / "policy", dtype=dtype).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        config = AutoConfig.from_pretrained(base)
     except (OSError, ValueError) as exc:
-        fail(f"training left no loadable policy in {args.out / 'policy'}: {exc}")
+        fail(f"the base model in {base} does not load: {exc}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            args.out / "policy", config=config, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+    except (OSError, ValueError) as exc:
+        fail(f"training left no policy in {args.out / 'policy'} as safetensors: {exc}")
+    model = model.to(device).eval()
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(base)
+    except OSError:
+        model.generation_config = GenerationConfig.from_model_config(config)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from autoresearch.exported import RefusedArchive, load_exported_program
+from autoresearch.untrusted import read_regular
+
 EXPORT_BATCH = 8
 
 
@@ -42,8 +45,10 @@ def main():
     try:
         meta = json.loads((args.out / "model.json").read_text())
         block_size = int(meta["block_size"])
-        artifact = (args.out / "model.pt2").read_bytes()
-        program = torch.export.load(args.out / "model.pt2")
+        artifact = read_regular(args.out / "model.pt2")
+        program = load_exported_program(args.out / "model.pt2")
+    except RefusedArchive as exc:
+        fail(f"model.pt2 refused: {exc}", REFUSED)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         fail(f"training left no loadable model: {exc}")
     model = program.module().to(device)
