@@ -28,9 +28,13 @@ def _default_data_dir() -> Path:
 
 
 class SandboxMode(StrEnum):
-    AUTO = "auto"  # bubblewrap when it works here, else none (and say so)
+    AUTO = "auto"  # the default: bubblewrap, or refuse to run trials (the same as bwrap)
     BWRAP = "bwrap"  # bubblewrap or refuse to run
-    NONE = "none"  # plain subprocesses: only for code you trust
+    NONE = "none"  # plain subprocesses: only for code you trust; set on purpose, and shown everywhere
+
+
+def _half_of_memory_mb() -> int:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 / 2)
 
 
 class Price(BaseModel):
@@ -68,7 +72,22 @@ class Settings(BaseSettings):
         default="",
         description="Extra folders holding environments, separated by ':'; the bundled ones are always found.",
     )
-    sandbox: SandboxMode = Field(default=SandboxMode.AUTO, description="How trials are isolated.")
+    sandbox: SandboxMode = Field(
+        default=SandboxMode.AUTO,
+        description="How trials are isolated: bubblewrap (auto, bwrap) or not at all (none, trusted code only).",
+    )
+    trial_memory_mb: int = Field(
+        default_factory=_half_of_memory_mb,
+        gt=0,
+        description="A trial phase's memory when its preset sets no budget.memory_mb (default: half the host's).",
+    )
+    trial_disk_mb: int = Field(
+        default=10_240, gt=0, description="What a trial may write to its folder, when its preset sets no disk_mb."
+    )
+    trial_processes: int = Field(
+        default=1024, gt=0, description="Processes and threads a trial phase may have at once."
+    )
+    trial_tmp_mb: int = Field(default=1024, gt=0, description="The size of a trial phase's private /tmp.")
     python: str = Field(default=sys.executable, description="The interpreter that runs trials.")
     log_cap_bytes: int = Field(default=2_000_000, gt=0, description="Each phase's log is cut beyond this.")
     log_tail_bytes: int = Field(default=4_000, gt=0, description="How much of the log a trial record keeps.")
@@ -138,6 +157,8 @@ class Settings(BaseSettings):
     novelty_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Cosine similarity at which an idea counts as a duplicate."
     )
+
+    # API limits ------------------------------------------------------------------------------
 
     @property
     def resolved_database_url(self) -> str:
