@@ -34,7 +34,7 @@ from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.adapters.gpus import query_gpus
-from autoresearch.adapters.sandbox import Sandbox, make_sandbox
+from autoresearch.adapters.sandbox import UNSANDBOXED, Sandbox, make_sandbox
 from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
@@ -301,9 +301,9 @@ def _status_text(status: str, label: str | None) -> Text:
 def _local_sandbox(settings: Settings) -> Sandbox:
     """The sandbox this machine's trials will run in, made before a campaign is recorded: a sandbox or
     trial interpreter that cannot work stops the command with nothing left behind."""
-    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
-    if warning:
-        errors.print(f"[yellow]warning:[/] {warning}")
+    sandbox = make_sandbox(settings.sandbox, settings.python)
+    if not sandbox.isolated:
+        errors.print(f"[bold yellow]warning:[/] {UNSANDBOXED}")
     return sandbox
 
 
@@ -801,11 +801,17 @@ def worker(
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     tasks.GPUS = pool
+    runs_trials = bool({"cpu", "gpu"} & set(chosen))
+    sandbox = tasks.sandbox() if runs_trials else None  # made now: a worker without one refuses to start
+    if sandbox is not None and not sandbox.isolated:
+        errors.print(f"[bold yellow]warning:[/] {UNSANDBOXED}")
     slots = pool.slots_per_gpu * len(pool.free) if pool is not None else concurrency
     argv = ["worker", "--queues", ",".join(chosen), "--loglevel", loglevel]
     argv += ["--pool", "threads", "--concurrency", str(slots)] if slots > 1 else ["--pool", "solo"]
     argv += ["--hostname", name or f"{'+'.join(chosen)}@%h", "--without-mingle", "--without-gossip"]
     capacity: dict[str, Any] = {"slots": slots}
+    if sandbox is not None:
+        capacity["sandbox"] = sandbox.mode
     if pool is not None:
         capacity |= {"gpus": list(pool.free), "slots_per_gpu": pool.slots_per_gpu}
         capacity |= {"gpu_memory_mb": _gpu_memory_mb(list(pool.free))}
@@ -860,11 +866,18 @@ def list_workers(as_json: JsonOpt = False) -> None:
     if not found:
         console.print("no workers on record; start one with `autoresearch worker --queues cpu`")
         return
-    table = Table("name", "queues", "slots", "GPUs", "last heartbeat")
+    table = Table("name", "queues", "slots", "GPUs", "sandbox", "last heartbeat")
     for w in found:
         gpus = ",".join(w.capacity.get("gpus", [])) or "-"
-        table.add_row(w.name, ",".join(w.queues), str(w.capacity.get("slots", 1)), gpus, _ago(w.heartbeat_at))
+        sandbox = w.capacity.get("sandbox", "-")
+        shown = Text(sandbox, style="bold red") if sandbox == "none" else Text(sandbox)
+        slots = str(w.capacity.get("slots", 1))
+        table.add_row(w.name, ",".join(w.queues), slots, gpus, shown, _ago(w.heartbeat_at))
     console.print(table)
+    if any(w.capacity.get("sandbox") == "none" for w in found):
+        errors.print(
+            f"[bold yellow]warning:[/] a worker runs trials {UNSANDBOXED.removeprefix('trials run ')}"
+        )
 
 
 def _ago(moment: datetime) -> str:

@@ -103,7 +103,10 @@ class Budget(StrictModel):
     steps: Annotated[int, Field(gt=0)] | None = None
     seconds: Annotated[float, Field(gt=0)] | None = None
     wall_clock_s: Annotated[float, Field(gt=0)] = 600.0
-    memory_mb: Annotated[int, Field(gt=0)] | None = None
+    memory_mb: Annotated[int, Field(gt=0)] | None = None  # default: AUTORESEARCH_TRIAL_MEMORY_MB
+    disk_mb: Annotated[int, Field(gt=0)] | None = (
+        None  # what a trial may write; default: AUTORESEARCH_TRIAL_DISK_MB
+    )
     max_params: Annotated[int, Field(gt=0)] | None = None
     # Of the saved model, as the evaluator measures it (the `artifact_bytes` of its verdict).
     max_bytes: Annotated[int, Field(gt=0)] | None = None

@@ -87,6 +87,28 @@ def regular_files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
                 yield Path(entry.path), info
 
 
+def first_special_file(folder: Path) -> Path | None:
+    """The first entry under `folder` that is neither a folder nor a regular file (a link, a FIFO, a
+    device, a socket), walking with lstat; None when there is none."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                pending.append(Path(entry.path))
+            elif not stat.S_ISREG(mode):
+                return Path(entry.path)
+    return None
+
+
 def disk_usage(folder: Path) -> int:
     """Bytes allocated to everything under `folder`, links and special files included, never followed."""
     total, pending = 0, [folder]

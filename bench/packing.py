@@ -80,7 +80,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="autoresearch-packing-"))
     try:
         settings = Settings(data_dir=work, keep_trial_dirs=False)
-        sandbox, _ = make_sandbox(settings.sandbox)
+        sandbox = make_sandbox(settings.sandbox)
         runner = TrialRunner(env, args.preset, settings, sandbox, prepare_data(env, settings))
         alone = measure(runner, GpuPool([args.device], slots_per_gpu=1), need, args.trials, 1)
         packed = measure(

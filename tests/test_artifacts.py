@@ -67,7 +67,7 @@ def test_each_trial_leaves_its_code_bundle_and_logs_in_the_store(
     artifacts: ArtifactStore, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    sandbox, _ = make_sandbox(settings.sandbox)
+    sandbox = make_sandbox(settings.sandbox)
     runner = TrialRunner(ENV, "quick", settings, sandbox, prepare_data(ENV, settings), artifacts)
     code = ENV.read_editable()
     result = runner.run(TrialJob(7, 1, 3, 0, code))
@@ -79,7 +79,7 @@ def test_each_trial_leaves_its_code_bundle_and_logs_in_the_store(
 
 def test_a_checkpoint_over_the_cap_is_not_kept(artifacts: ArtifactStore, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", checkpoint_cap_mb=0)
-    sandbox, _ = make_sandbox(settings.sandbox)
+    sandbox = make_sandbox(settings.sandbox)
     runner = TrialRunner(ENV, "quick", settings, sandbox, prepare_data(ENV, settings), artifacts)
     runner.run(TrialJob(7, 1, 4, 0, ENV.read_editable()))
     assert artifacts.exists(trial_key(7, 4, "train.log"))

@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 
 from autoresearch.adapters.db import open_store
-from autoresearch.adapters.sandbox import make_sandbox
 from autoresearch.domain.diffs import make_diff
 from autoresearch.domain.model import FailureLabel, Scope, Trial, TrialStatus
 from autoresearch.services.auth import authenticate
-from autoresearch.settings import SandboxMode
 from autoresearch.testing import ENVIRONMENTS_DIR
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -100,8 +98,6 @@ def test_a_user_mistake_is_one_line_and_exit_1(cli: Cli, args: tuple[str, ...], 
 def test_a_trial_interpreter_that_does_not_run_is_reported_before_any_campaign_is_created(
     cli: Cli, cli_env: dict[str, str]
 ) -> None:
-    if not make_sandbox(SandboxMode.AUTO)[0].isolated:
-        pytest.skip("without bubblewrap the interpreter's folders are not needed")
     cli_env["AUTORESEARCH_PYTHON"] = "/nonexistent/python"
     done = cli("run", "tiny", "--trials", "2", check=False)
     assert done.returncode == 1

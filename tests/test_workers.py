@@ -55,7 +55,7 @@ def pending_trial(store: Store, code_diff: str = "") -> Trial:
 
 def test_a_worker_claims_runs_and_records_a_trial_once(store: SqlStore, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    sandbox, _ = make_sandbox(settings.sandbox)
+    sandbox = make_sandbox(settings.sandbox)
     runner = TrialRunner(ENV, "quick", settings, sandbox, prepare_data(ENV, settings))
     trial = pending_trial(store)
 

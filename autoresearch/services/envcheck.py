@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.adapters.catalog import load_catalog
-from autoresearch.adapters.sandbox import make_sandbox
+from autoresearch.adapters.sandbox import UNSANDBOXED, make_sandbox
 from autoresearch.domain.diffs import apply_diff
 from autoresearch.domain.model import TrialStatus
 from autoresearch.environment import Environment
@@ -71,10 +71,13 @@ def check_environment(
     report.protected = dict(env.protected_digests)
     _check_patterns(env, report)
     _check_catalog(env, report)
-    sandbox, warning = make_sandbox(settings.sandbox, settings.python)
+    try:
+        sandbox = make_sandbox(settings.sandbox, settings.python)
+    except AutoresearchError as exc:
+        report.problems.append(str(exc))
+        return report
     if not sandbox.isolated:
-        why = warning or "trials run without a sandbox (AUTORESEARCH_SANDBOX=none)"
-        report.problems.append(f"{why}: nothing hides the evaluator from them")
+        report.problems.append(f"{UNSANDBOXED}: nothing hides the evaluator from them")
     progress("preparing data")
     try:
         data_dir = prepare_data(env, settings)

@@ -1,9 +1,12 @@
 """Run one trial: a working copy of the parent's code plus the patch, training then evaluation.
 
 Each phase is a subprocess in its own process group and sandbox, under the trial's wall-clock
-budget (the whole group is killed at the limit) with its output capped. Training sees the training
-data and its own folder; the evaluator runs from the pristine environment, reads what training
-left, and owns the score. Protected files are checked by sha256 before and after training.
+budget (the whole group is killed at the limit), its memory and disk budgets, with its output
+capped. Training sees the training data and its folders `code/` and `out/`, nothing else; the
+evaluator runs from the pristine environment, reads what training left as untrusted data, and owns
+the score. The logs sit beside those folders, where no phase can write. Protected files are checked
+by sha256 before and after training, and nothing training left is followed by the host
+(`autoresearch.untrusted`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -26,14 +30,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.adapters.artifacts import ArtifactStore, bundle_key, code_bundle, trial_key
-from autoresearch.adapters.sandbox import MemoryCgroup, Mounts, Sandbox, die_with_parent
+from autoresearch.adapters.sandbox import (
+    Limits,
+    MemoryCgroup,
+    Mounts,
+    Sandbox,
+    die_with_parent,
+    first_private,
+    limit_file_size,
+)
 from autoresearch.domain.model import FailureLabel, TrialResult
-from autoresearch.environment import Environment, Preset, sha256_file
+from autoresearch.environment import Environment, Preset
 from autoresearch.errors import ConfigError
-from autoresearch.settings import Settings
+from autoresearch.settings import PACKAGE_DIR, Settings, bundled_path
+from autoresearch.untrusted import (
+    NotARegularFile,
+    disk_usage,
+    first_special_file,
+    open_regular,
+    read_regular,
+    read_text,
+    regular_files,
+    sha256_regular,
+)
 
 EVALUATOR_REFUSED = 3  # an evaluator exits with this when the model breaks a rule of the environment
 _OOM_PATTERNS = re.compile(r"CUDA out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory")
+_DISK_PATTERNS = re.compile(r"No space left on device|File too large|Disk quota exceeded")
 _POLL_S = 0.1
 
 
@@ -57,6 +80,7 @@ class PhaseOutcome:
     timed_out: bool = False
     cancelled: bool = False
     oom: bool = False
+    over_disk: bool = False  # it wrote past its disk budget, a file past the size limit, or filled /tmp
     tail: str = ""
     peak_rss_mb: float | None = None  # of the phase's process tree, sampled; None if it ended before a sample
 
@@ -127,6 +151,14 @@ class TrialRunner:
         self.sandbox = sandbox
         self.data_dir = data_dir
         self.artifacts = artifacts
+        if sandbox.drops_uid:  # trials run as uids of their own: what they read must be open to them
+            for path in (*self.preset.input_paths, *(data_dir / f for f in env.spec.data.train)):
+                if (private := first_private(path)) is not None:
+                    raise ConfigError(
+                        f"{private} is readable by its owner only, and each trial runs as an unprivileged "
+                        f"uid of its own (the service runs as root): chmod -R a+rX {path}, or run the "
+                        "service as a user other than root"
+                    )
 
     def trial_dir(self, job: TrialJob) -> Path:
         return self.settings.trials_dir / str(job.campaign_id) / (job.folder or f"{job.number:05d}")
@@ -143,24 +175,25 @@ class TrialRunner:
         if self._changed_protected_files(code_dir):  # before: the environment itself, not the candidate
             raise ConfigError(f"{self.env.root}: protected files changed on disk since the campaign started")
         digest = code_hash(job.code)
+        _hand_over((code_dir, out_dir), self.sandbox.trial_uid(str(root)))
 
         train = self._run_phase(
             "train",
             self._argv(self.env.spec.commands.train, job, out_dir),
             cwd=code_dir,
             mounts=Mounts(
-                writable=(root,),
+                writable=(code_dir, out_dir),
                 readable=(*(self.data_dir / f for f in self.env.spec.data.train), *self.preset.input_paths),
-                hidden=(self.settings.data_dir, self.env.root),
+                hidden=self._hidden,
+                gpu=self._gpu,
             ),
             log=root / "train.log",
             deadline=deadline,
             cancel=cancel,
             job=job,
+            quota=(code_dir, out_dir),
         )
-        failure = self._phase_failure("training", train)
-        if failure is None and (changed := self._changed_protected_files(code_dir)):
-            failure = (FailureLabel.ILLEGAL_EDIT, f"training changed protected file {changed[0]}")
+        failure = self._phase_failure("training", train) or self._tampering(code_dir, out_dir)
         if failure is not None:
             return self._finish(job, root, started, train, None, failure, {}, digest)
 
@@ -189,15 +222,27 @@ class TrialRunner:
                     out_dir,
                     *(self.data_dir / f for f in self.env.spec.data.evaluate),
                     *self.preset.input_paths,
+                    PACKAGE_DIR,  # evaluators load what training left through autoresearch.exported
                 ),
-                hidden=(self.settings.data_dir,),
+                hidden=self._hidden,
+                gpu=self._gpu,
             ),
             log=root / "evaluate.log",
             deadline=deadline,
             cancel=cancel,
             job=job,
         )
-        return phase, parse_summary((root / "evaluate.log").read_text(errors="replace"))
+        return phase, parse_summary(read_text(root / "evaluate.log"))
+
+    @property
+    def _hidden(self) -> tuple[Path, ...]:
+        """Folders emptied where they fall inside what a phase is shown (a wheel's site-packages holds
+        the bundled environments, held-out data included)."""
+        return (self.settings.data_dir, self.env.root, bundled_path("environments"))
+
+    @property
+    def _gpu(self) -> bool:
+        return self.env.resources(self.preset).gpu > 0
 
     def _keep_artifacts(self, job: TrialJob, root: Path, digest: str) -> None:
         """The code bundle (once per distinct code), the phases' logs and, when it is small enough, what
@@ -206,18 +251,32 @@ class TrialRunner:
         if not self.artifacts.exists(bundle_key(digest)):
             self.artifacts.put(bundle_key(digest), code_bundle(job.code))
         for name in ("train.log", "evaluate.log"):
-            if (root / name).is_file():
-                self.artifacts.put(trial_key(job.campaign_id, job.number, name), (root / name).read_bytes())
-        outputs = [f for f in sorted((root / "out").rglob("*")) if f.is_file() and not f.is_symlink()]
-        if sum(f.stat().st_size for f in outputs) <= self.settings.checkpoint_cap_mb * 1e6:
-            for path in outputs:
+            with contextlib.suppress(OSError):
+                self.artifacts.put(trial_key(job.campaign_id, job.number, name), read_regular(root / name))
+        outputs = sorted(regular_files(root / "out"))  # regular files only: never a link or a FIFO
+        if sum(info.st_size for _, info in outputs) <= self.settings.checkpoint_cap_mb * 1e6:
+            for path, _ in outputs:
                 name = f"out/{path.relative_to(root / 'out').as_posix()}"
-                self.artifacts.put(trial_key(job.campaign_id, job.number, name), path.read_bytes())
+                with contextlib.suppress(OSError):  # training's processes are gone; a file may not be
+                    self.artifacts.put(trial_key(job.campaign_id, job.number, name), read_regular(path))
 
     # -- steps ----------------------------------------------------------------------------------
     def _changed_protected_files(self, code_dir: Path) -> list[str]:
-        """Protected files of the working copy whose sha256 differs from the environment's."""
-        return [f for f in self.env.trial_files if sha256_file(code_dir / f) != self.env.protected_digests[f]]
+        """Protected files of the working copy whose sha256 differs from the environment's, or that are no
+        longer regular files (a link, a FIFO or a device is never read through)."""
+        return [f for f in self.env.trial_files if _digest(code_dir / f) != self.env.protected_digests[f]]
+
+    def _tampering(self, code_dir: Path, out_dir: Path) -> tuple[FailureLabel, str] | None:
+        """What training did to the folders the host reads afterwards, if it broke a rule."""
+        for name, folder in (("code", code_dir), ("out", out_dir)):
+            if not folder.is_dir() or folder.is_symlink():
+                return FailureLabel.ILLEGAL_EDIT, f"training replaced its {name} folder with something else"
+        if changed := self._changed_protected_files(code_dir):
+            return FailureLabel.ILLEGAL_EDIT, f"training changed protected file {changed[0]}"
+        if special := first_special_file(out_dir):  # the evaluator reads out/ as data: files only
+            what = f"a link to {os.readlink(special)}" if special.is_symlink() else "not a regular file"
+            return FailureLabel.ILLEGAL_EDIT, f"training left out/{special.relative_to(out_dir)}, {what}"
+        return None
 
     def _write_working_copy(self, job: TrialJob, code_dir: Path) -> None:
         for rel, text in job.code.items():
@@ -240,19 +299,24 @@ class TrialRunner:
         }
         return [part.format_map(values) for part in template]
 
-    def _child_env(self, job: TrialJob, home: Path) -> dict[str, str]:
+    def _child_env(self, job: TrialJob, phase: str, root: Path) -> dict[str, str]:
         threads = str(self.env.resources(self.preset).cpu_threads)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
+            "HOME": "/tmp" if self.sandbox.isolated else str(_fresh_folder(root / f"home-{phase}")),
+            "USER": "trial",  # getpass (torch's compile cache) asks, and a trial's uid has no account
+            "LOGNAME": "trial",
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
             "PYTHONHASHSEED": str(job.seed),
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
         }
+        if phase == "evaluate":  # evaluators import autoresearch.exported, wherever the trial interpreter is
+            env["PYTHONPATH"] = str(PACKAGE_DIR.parent)
         if self.env.resources(self.preset).gpu == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""
         elif job.devices is not None:
@@ -272,24 +336,39 @@ class TrialRunner:
         deadline: float,
         cancel: threading.Event,
         job: TrialJob,
+        quota: tuple[Path, ...] = (),
     ) -> PhaseOutcome:
         started = time.monotonic()
-        cgroup = MemoryCgroup(
-            f"c{job.campaign_id}-t{job.number}-{phase}-{os.getpid()}", self.preset.budget.memory_mb
+        budget = self.preset.budget
+        memory_mb = budget.memory_mb or self.settings.trial_memory_mb
+        disk_bytes = (budget.disk_mb or self.settings.trial_disk_mb) * 2**20
+        limits = Limits(
+            processes=self.settings.trial_processes,
+            file_bytes=disk_bytes,
+            tmp_bytes=self.settings.trial_tmp_mb * 2**20,
         )
+        cgroup = MemoryCgroup(f"c{job.campaign_id}-t{job.number}-{phase}-{os.getpid()}", memory_mb)
 
         def in_child() -> None:
             die_with_parent()
             cgroup.enter()
+            if not self.sandbox.isolated:
+                limit_file_size(limits.file_bytes)
 
+        root = log.parent
         # Any preexec function makes Python fork instead of vfork, slower for a large parent; bubblewrap
         # already dies with its parent, so the hook runs only for a cgroup or an unsandboxed child.
         needs_hook = cgroup.active or not self.sandbox.isolated
         try:
+            log_fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        except OSError as exc:
+            cgroup.remove()
+            return PhaseOutcome(exit_code=None, seconds=0.0, tail=f"could not write the log {log}: {exc}")
+        try:
             proc = subprocess.Popen(
-                self.sandbox.wrap(argv, cwd, mounts),
+                self.sandbox.wrap(argv, cwd, mounts, limits, self.sandbox.trial_uid(str(root))),
                 cwd=cwd,
-                env=self._child_env(job, log.parent),
+                env=self._child_env(job, phase, root),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -297,16 +376,26 @@ class TrialRunner:
                 preexec_fn=in_child if needs_hook else None,
             )
         except OSError as exc:
-            log.write_text(f"could not start {argv[0]}: {exc}\n")
+            with os.fdopen(log_fd, "wb") as out:
+                out.write(f"could not start {argv[0]}: {exc}\n".encode())
             cgroup.remove()
             return PhaseOutcome(exit_code=None, seconds=0.0, tail=f"could not start {argv[0]}: {exc}")
         assert proc.stdout is not None
-        capture = _LogCapture(proc.stdout, log, self.settings.log_cap_bytes, self.settings.log_tail_bytes)
-        timed_out, cancelled, peak_rss_mb = _wait(proc, deadline, cancel)
-        if timed_out or cancelled:
+        capture = _LogCapture(proc.stdout, log_fd, self.settings.log_cap_bytes, self.settings.log_tail_bytes)
+        watch = _Watch(proc.pid, None if cgroup.active else memory_mb, quota, disk_bytes)
+        timed_out, cancelled = _wait(proc, deadline, cancel, watch)
+        if timed_out or cancelled or watch.over:
             _kill_group(proc)
         capture.finish()
-        oom = cgroup.hit_limit() or bool(proc.returncode and _OOM_PATTERNS.search(capture.tail))
+        failed = bool(proc.returncode)
+        oom = (
+            watch.over == "memory"
+            or cgroup.hit_limit()
+            or (failed and bool(_OOM_PATTERNS.search(capture.tail)))
+        )
+        over_disk = watch.over == "disk" or (
+            failed and (proc.returncode == -signal.SIGXFSZ or bool(_DISK_PATTERNS.search(capture.tail)))
+        )
         cgroup.remove()
         return PhaseOutcome(
             exit_code=proc.returncode,
@@ -314,8 +403,9 @@ class TrialRunner:
             timed_out=timed_out,
             cancelled=cancelled,
             oom=oom,
+            over_disk=over_disk,
             tail=capture.tail,
-            peak_rss_mb=peak_rss_mb,
+            peak_rss_mb=watch.peak_mb,
         )
 
     def _phase_failure(self, what: str, phase: PhaseOutcome) -> tuple[FailureLabel, str] | None:
@@ -325,7 +415,14 @@ class TrialRunner:
         if phase.timed_out:
             return FailureLabel.TIMEOUT, f"{what} ran past the wall-clock budget of {budget:g} s"
         if phase.oom:
-            return FailureLabel.OOM, f"{what} ran out of memory"
+            memory_mb = self.preset.budget.memory_mb or self.settings.trial_memory_mb
+            return FailureLabel.OOM, f"{what} ran out of memory (its budget is {memory_mb:,} MB)"
+        if phase.over_disk:
+            disk_mb = self.preset.budget.disk_mb or self.settings.trial_disk_mb
+            return FailureLabel.DISK, (
+                f"{what} wrote past its disk budget ({disk_mb:,} MB for its folders, "
+                f"{self.settings.trial_tmp_mb:,} MB for /tmp): {_last_line(phase.tail)}"
+            )
         if phase.exit_code == EVALUATOR_REFUSED and what == "evaluation":
             return FailureLabel.GATE_MISS, _last_line(phase.tail) or "the evaluator refused the model"
         if phase.exit_code != 0:
@@ -368,7 +465,7 @@ class TrialRunner:
         details = {
             # What training printed is shown, never scored: the evaluator's verdict wins every clash.
             "metrics": parse_summary(train.tail) | dict(verdict) | _measured(train),
-            "curve": parse_progress(_read_text(root / "train.log")),
+            "curve": parse_progress(read_text(root / "train.log")),
             "duration_s": time.monotonic() - started,
             "exit_code": last.exit_code,
             "log_tail": tail[-self.settings.log_tail_bytes :],
@@ -388,16 +485,36 @@ def _measured(train: PhaseOutcome) -> dict[str, float]:
     return {} if train.peak_rss_mb is None else {"train_peak_rss_mb": round(train.peak_rss_mb, 1)}
 
 
-def _read_text(path: Path) -> str:
-    return path.read_text(errors="replace") if path.is_file() else ""
+def _digest(path: Path) -> str:
+    try:
+        return sha256_regular(path)
+    except NotARegularFile:
+        return "not a regular file"
+    except OSError:
+        return "missing"
+
+
+def _hand_over(folders: tuple[Path, ...], uid: int | None) -> None:
+    """Give a trial's writable folders to the uid it runs as (a root service's trials have their own)."""
+    if uid is None:
+        return
+    for folder in folders:
+        for path in (folder, *(Path(d) / n for d, dirs, files in os.walk(folder) for n in (*dirs, *files))):
+            os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def _fresh_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 class _LogCapture:
-    """Copies a child's output to a file, keeping the first `cap` bytes and the last `tail` bytes."""
+    """Copies a child's output to an open file, keeping the first `cap` bytes and the last `tail` bytes."""
 
-    def __init__(self, stream: object, path: Path, cap: int, tail: int) -> None:
+    def __init__(self, stream: object, fd: int, cap: int, tail: int) -> None:
         self._stream = stream
-        self._path = path
+        self._fd = fd
         self._cap = cap
         self._tail: deque[bytes] = deque()
         self._tail_bytes = 0
@@ -409,7 +526,7 @@ class _LogCapture:
 
     def _pump(self) -> None:
         written = 0
-        with self._path.open("wb") as out:
+        with os.fdopen(self._fd, "wb") as out:
             for chunk in iter(lambda: self._stream.read1(65536), b""):  # type: ignore[attr-defined]
                 keep = chunk[: max(0, self._cap - written)]
                 out.write(keep)
@@ -430,11 +547,35 @@ class _LogCapture:
         self._stream.close()  # type: ignore[attr-defined]
 
 
+class _Watch:
+    """What the runner samples while a phase runs: the memory of its process tree (its peak, and a
+    kill over the budget where no cgroup enforces one) and what it wrote to its folders."""
+
+    def __init__(self, pid: int, memory_mb: int | None, folders: tuple[Path, ...], disk_bytes: int) -> None:
+        self.pid = pid
+        self.memory_mb = memory_mb
+        self.folders = folders
+        self.disk_bytes = disk_bytes
+        self.peak_mb: float | None = None
+        self.over: str | None = None  # "memory" or "disk": the limit the phase went past
+        self._next_disk = 0.0
+
+    def sample(self, now: float) -> None:
+        rss = _tree_rss_mb(self.pid)
+        self.peak_mb = max(self.peak_mb or 0.0, rss)
+        if self.memory_mb is not None and rss > self.memory_mb:
+            self.over = "memory"
+        if self.folders and now >= self._next_disk:
+            self._next_disk = now + _DISK_SAMPLE_S
+            if sum(disk_usage(folder) for folder in self.folders) > self.disk_bytes:
+                self.over = "disk"
+
+
 def _wait(
-    proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event
-) -> tuple[bool, bool, float | None]:
-    """Wait for the child until the deadline or a cancel: (timed out, cancelled, the peak memory of its
-    process tree in MB, sampled every _MEMORY_SAMPLE_S; None if it exited before the first sample).
+    proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event, watch: _Watch
+) -> tuple[bool, bool]:
+    """Wait for the child until the deadline, a cancel or a limit the watch sees: (timed out, cancelled).
+    The watch samples every _MEMORY_SAMPLE_S, first after _POLL_S: short runs get one sample too.
 
     A pidfd wakes the moment the child exits; Popen.wait(timeout) polls with sleeps of up to 50 ms,
     which for short trials cost more than the trial itself.
@@ -443,31 +584,33 @@ def _wait(
         pidfd: int | None = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
         pidfd = None
-    peak_mb: float | None = None
-    next_sample = time.monotonic() + _POLL_S  # then every _MEMORY_SAMPLE_S: short runs get one too
+    next_sample = time.monotonic() + _POLL_S
     try:
         while proc.poll() is None:
             now = time.monotonic()
             if now >= next_sample:
-                peak_mb = max(peak_mb or 0.0, _tree_rss_mb(proc.pid))
+                watch.sample(now)
                 next_sample = now + _MEMORY_SAMPLE_S
+                if watch.over is not None:
+                    return False, False
             remaining = deadline - now
             if remaining <= 0:
-                return True, False, peak_mb
+                return True, False
             if cancel.is_set():
-                return False, True, peak_mb
+                return False, True
             if pidfd is not None:
                 select.select([pidfd], [], [], min(_POLL_S, remaining))
             else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=min(_POLL_S, remaining))
-        return False, False, peak_mb
+        return False, False
     finally:
         if pidfd is not None:
             os.close(pidfd)
 
 
 _MEMORY_SAMPLE_S = 0.5
+_DISK_SAMPLE_S = 1.0  # walking the folders costs more than reading /proc
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -532,8 +675,17 @@ def prepare_data(env: Environment, settings: Settings) -> Path:
             raise ConfigError(
                 f"{env.name}: preparing data failed ({_describe_exit(done.returncode)}): {_last_line(done.stderr or done.stdout)}"
             )
+        _open_to_all(target)  # trials of a root service run as uids of their own
         ready.write_text(done.stdout)
     return target
+
+
+def _open_to_all(folder: Path) -> None:
+    """Let every uid read the prepared data (the service's own cache) and enter its folders."""
+    for path in (folder, *folder.rglob("*")):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode):
+            path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0))
 
 
 def _data_fingerprint(env: Environment) -> str:

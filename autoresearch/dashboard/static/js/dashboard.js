@@ -112,6 +112,7 @@
     crash: "#D55E00",
     timeout: "#56B4E9",
     oom: "#882255",
+    disk: "#117733",
     size_cap: "#999933",
     gate_miss: "#44AA99",
     same_code: "#332288",
