@@ -319,6 +319,12 @@ def _decode_metrics(stored: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in stored.items()}  # float("nan"), float("-inf") parse back
 
 
+def _id_in(ref: str) -> int | None:
+    """The id a campaign reference of ASCII digits names: `str.isdigit` takes '²' too, which `int` refuses,
+    and SQLite refuses an integer past 64 bits."""
+    return int(ref) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else None
+
+
 def _campaign(row: Row[Any]) -> Campaign:
     return Campaign(
         id=row.id,
@@ -742,8 +748,8 @@ class SqlStore(Store):
             row: Row[Any] | None = None
             if isinstance(ref, str):
                 row = connection.execute(_CAMPAIGN_BY_NAME, {"name": ref}).one_or_none()
-                if row is None and ref.isdigit():
-                    row = connection.execute(_CAMPAIGN_BY_ID, {"campaign_id": int(ref)}).one_or_none()
+                if row is None and (campaign_id := _id_in(ref)) is not None:
+                    row = connection.execute(_CAMPAIGN_BY_ID, {"campaign_id": campaign_id}).one_or_none()
             else:
                 row = connection.execute(_CAMPAIGN_BY_ID, {"campaign_id": ref}).one_or_none()
         if row is None:
