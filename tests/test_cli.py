@@ -399,6 +399,20 @@ def test_env_check_names_each_problem_it_finds_and_exits_1(
             'print(f"val_mse: {mse:.8f}")', 'import random; print(f"val_mse: {mse + random.random():.8f}")'
         )
     )
+    evaluate = (root / "evaluate.py").read_text()
+    (root / "evaluate.py").write_text(  # and it unpickles a file training writes
+        evaluate.replace(
+            "    points = [",
+            "    import pickle; pickle.loads((args.out / 'model.pkl').read_bytes())\n    points = [",
+        )
+    )
+    train = (root / "train.py").read_text()
+    (root / "train.py").write_text(
+        train.replace(
+            '    print("---")',
+            "    import pickle; (args.out / 'model.pkl').write_bytes(pickle.dumps([w, b]))\n    print(\"---\")",
+        )
+    )
     toml = (root / "environment.toml").read_text()
     (root / "environment.toml").write_text(toml.replace('"README.md"]\n#', '"README.md", "data/*"]\n#'))
     cli_env["AUTORESEARCH_SANDBOX"] = "none"
@@ -410,6 +424,9 @@ def test_env_check_names_each_problem_it_finds_and_exits_1(
     assert "the evaluator gave one checkpoint val_mse" in problems
     assert f"trial code can read {root / 'evaluate.py'}" in problems
     assert "trials run without a sandbox" in problems
+    assert (
+        "the evaluator runs code from what training left: a pickle planted in out/model.pkl ran" in problems
+    )
 
 
 def test_env_add_registers_a_folder_and_refuses_a_name_already_taken(

@@ -321,7 +321,7 @@ def test_an_input_only_its_owner_may_read_is_refused_when_trials_run_as_their_ow
     toml = copy / "environment.toml"
     toml.write_text(
         toml.read_text().replace(
-            "[presets.quick]\ndescription = \"Instant.\"\n",
+            '[presets.quick]\ndescription = "Instant."\n',
             f'[presets.quick]\ndescription = "Instant."\ninputs = {{ model = "{weights.parent}" }}\n',
         )
     )

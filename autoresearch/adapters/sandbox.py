@@ -130,7 +130,8 @@ class Sandbox:
 def first_private(path: Path) -> Path | None:
     """The first file or folder at or under `path` that others may not read (or enter): a trial that
     runs as its own uid cannot read it. None when there is none."""
-    for current in (path, *(path.rglob("*") if path.is_dir() else ())):
+    candidates: list[Path] = [path, *(path.rglob("*") if path.is_dir() else [])]
+    for current in candidates:
         try:
             mode = current.stat().st_mode
         except OSError:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import pickle
+import secrets
 import statistics
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from autoresearch.environment import Environment
 from autoresearch.errors import AutoresearchError
 from autoresearch.services.runner import TrialJob, TrialRunner, prepare_data
 from autoresearch.settings import Settings
+from autoresearch.untrusted import read_text, regular_files
 
 _READABLE = "READABLE "  # what the probe prints before each protected path it could read
 
@@ -109,6 +113,8 @@ def check_environment(
     if first_ok is not None:
         progress("the evaluator, twice on one checkpoint")
         _check_repeat(runner, first_ok, report)
+        progress("the evaluator, on outputs that carry code")
+        _check_pickle_probe(runner, first_ok, report)
     progress("what trial code can read")
     _check_probe(env, runner, data_dir, settings, report)
     return report
@@ -162,6 +168,77 @@ def _check_repeat(runner: TrialRunner, job: TrialJob, report: CheckReport) -> No
         )
 
 
+# Files an evaluator might unpickle (torch.load, pickle, joblib, numpy with allow_pickle).
+_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy", ".npz"}
+
+
+def _check_pickle_probe(runner: TrialRunner, job: TrialJob, report: CheckReport) -> None:
+    """Plant a pickle that prints a marker in every file the baseline's training left that a loader could
+    unpickle, evaluate again, and report an evaluator that ran it: it would run code a trial wrote."""
+    marker = f"AUTORESEARCH-PICKLE-PROBE-{secrets.token_hex(6)}"
+    out = runner.trial_dir(job) / "out"
+    planted = plant_pickles(out, marker)
+    if not planted:
+        return
+    runner.evaluate_again(job, train_seconds=1.0)
+    if marker in read_text(runner.trial_dir(job) / "evaluate.log"):
+        report.problems.append(
+            f"the evaluator runs code from what training left: a pickle planted in out/{planted[0]} ran; "
+            "load torch.export archives with autoresearch.exported.load_exported_program, and weights "
+            "as safetensors or raw arrays"
+        )
+
+
+class _Probe:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return exec, (f"import os; os.write(2, b'{self.marker}\\n')",)
+
+
+def plant_pickles(out: Path, marker: str) -> list[str]:
+    """Put a pickle that writes `marker` to stderr wherever a file under `out` could be unpickled: raw
+    files with a pickle's usual suffix, and inside zip archives (torch.save's data.pkl, torch.export's
+    weights and sample inputs). The relative paths of the files changed."""
+    payload = pickle.dumps(_Probe(marker))
+    planted = []
+    for path, _ in regular_files(out):
+        if zipfile.is_zipfile(path):
+            changed = _plant_in_archive(path, payload)
+        elif path.suffix in _PICKLE_SUFFIXES:
+            path.write_bytes(payload)
+            changed = True
+        else:
+            changed = False
+        if changed:
+            planted.append(path.relative_to(out).as_posix())
+    return planted
+
+
+def _plant_in_archive(path: Path, payload: bytes) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    changed = False
+    for name in list(entries):
+        if name.endswith(("_weights_config.json", "_constants_config.json")):
+            config = json.loads(entries[name])
+            folder = name.rsplit("/", 1)[0]
+            for meta in config.get("config", {}).values():
+                meta["use_pickle"] = True
+                entries[f"{folder}/{meta['path_name']}"] = payload
+            entries[name] = json.dumps(config).encode()
+            changed = True
+        elif name.endswith(".pkl") or "/sample_inputs/" in name:
+            entries[name] = payload
+            changed = True
+    if changed:
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+    return changed
+
+
 def _check_probe(
     env: Environment, runner: TrialRunner, data_dir: Path, settings: Settings, report: CheckReport
 ) -> None:
@@ -190,8 +267,8 @@ def _check_probe(
     code = dict(env.read_editable()) | {script: probe}
     job = TrialJob(0, 0, 0, 0, code, folder=f"check-{env.name}-probe")
     result = runner.run(job)
-    log = runner.trial_dir(job) / "train.log"  # all of it: the trial's log tail is cut short
-    for line in (log.read_text(errors="replace") if log.is_file() else result.log_tail).splitlines():
+    log = read_text(runner.trial_dir(job) / "train.log")  # all of it: the trial's log tail is cut short
+    for line in (log or result.log_tail).splitlines():
         if line.startswith(_READABLE):
             report.problems.append(f"trial code can read {line.removeprefix(_READABLE)}")
 
