@@ -119,9 +119,8 @@ def _tiny_hf_model(folder: Path) -> None:
         eos_token_id=1,
     )
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    for (
-        path
-    ) in folder.iterdir():  # save_pretrained keeps the weights to their owner; a shared model folder is not
+    # save_pretrained keeps the weights to their owner; a model folder shared with trials is readable
+    for path in folder.iterdir():
         path.chmod(0o644)
 
 
