@@ -28,5 +28,6 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/dispatch.py  # needs the local PostgreSQL and Redis
 	$(BIN)/python bench/api.py  # needs the local PostgreSQL
