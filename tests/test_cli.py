@@ -447,3 +447,54 @@ def test_env_add_registers_a_folder_and_refuses_a_name_already_taken(
     registry = Path(cli_env["AUTORESEARCH_DATA_DIR"]) / "environments.txt"
     assert registry.read_text().splitlines() == [str(tmp_path / "a" / "mine"), str(tmp_path / "c" / "tiny")]
     assert "no environment.toml" in cli("env", "add", str(tmp_path), check=False).stderr
+
+
+def _without_util_linux(cli_env: dict[str, str]) -> None:
+    """A PATH on which bubblewrap's helpers (prlimit, setpriv) cannot be found: no sandbox can be made."""
+    cli_env["PATH"] = str(Path(sys.executable).parent)
+
+
+def test_without_a_sandbox_no_campaign_starts_unless_none_is_set_on_purpose(
+    cli: Cli, cli_env: dict[str, str]
+) -> None:
+    _without_util_linux(cli_env)
+    done = cli("run", "tiny", "--trials", "2", check=False)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "trials need a sandbox and prlimit (util-linux) is not installed" in done.stderr
+    assert "set AUTORESEARCH_SANDBOX=none on purpose" in done.stderr
+    assert json.loads(cli("campaigns", "--json").stdout) == []
+    cli_env["AUTORESEARCH_SANDBOX"] = "none"
+    done = cli("run", "tiny", "--trials", "2")
+    assert "warning: trials run without a sandbox (AUTORESEARCH_SANDBOX=none)" in " ".join(
+        done.stderr.split()
+    )
+    assert json.loads(cli("campaigns", "--json").stdout)[0]["trials_done"] == 2
+
+
+def test_a_worker_without_a_sandbox_refuses_to_start_and_one_set_to_none_shows_it(
+    cli: Cli, cli_env: dict[str, str]
+) -> None:
+    _without_util_linux(cli_env)
+    done = cli("worker", "--queues", "cpu", check=False)
+    assert done.returncode == 1 and "trials need a sandbox" in done.stderr
+    assert json.loads(cli("workers", "--json").stdout) == []
+    cli_env["AUTORESEARCH_SANDBOX"] = "none"
+    worker = subprocess.Popen(
+        _argv("worker", "--queues", "cpu", "--name", "unsandboxed@test"),
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := json.loads(cli("workers", "--json").stdout)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [w["capacity"]["sandbox"] for w in found] == ["none"]
+        listed = cli("workers")
+        assert "none" in listed.stdout.split()
+        assert "a worker runs trials without a sandbox" in " ".join(listed.stderr.split())
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=60)
+    assert "trials run without a sandbox" in " ".join(errors.split())
