@@ -179,6 +179,16 @@ HOSTILE = _attempts(
         HONEST,
     ),
     (
+        "find held-out data wherever the interpreter lives",
+        "import site\n"
+        "found = []\n"
+        "for top in {*site.getsitepackages(), sys.prefix, sys.base_prefix}:\n"
+        "    for folder, _, names in os.walk(top):\n"
+        "        found += [folder + '/' + n for n in names if n in ('val.txt.xz', 'secret.txt', 'catalog.toml')]\n"
+        "if found:\n    breach('held-out copies: ' + ' '.join(found[:3]))\ntrain()\n",
+        HONEST,
+    ),
+    (
         "read /etc's secrets",
         "attempt('read /etc/shadow', lambda: open('/etc/shadow').read())\n"
         "attempt('read /etc/ssl/private', lambda: os.listdir('/etc/ssl/private'))\ntrain()\n",

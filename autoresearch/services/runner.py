@@ -236,9 +236,11 @@ class TrialRunner:
 
     @property
     def _hidden(self) -> tuple[Path, ...]:
-        """Folders emptied where they fall inside what a phase is shown (a wheel's site-packages holds
-        the bundled environments, held-out data included)."""
-        return (self.settings.data_dir, self.env.root, bundled_path("environments"))
+        """Folders emptied where they fall inside what a phase is shown: the interpreter's site-packages
+        holds a copy of the bundled environments, held-out data included, in a wheel or an editable
+        install alike."""
+        installed = (folder / "autoresearch" / "_bundled" for folder in self.sandbox.host_paths)
+        return (self.settings.data_dir, self.env.root, bundled_path("environments"), *installed)
 
     @property
     def _gpu(self) -> bool:
