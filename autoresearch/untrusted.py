@@ -109,8 +109,12 @@ def first_special_file(folder: Path) -> Path | None:
     return None
 
 
+_MIN_ENTRY_BYTES = 4096  # an empty file still takes an inode: a flood of them counts
+
+
 def disk_usage(folder: Path) -> int:
-    """Bytes allocated to everything under `folder`, links and special files included, never followed."""
+    """Bytes allocated to everything under `folder`, links and special files included, never followed;
+    each entry counts at least _MIN_ENTRY_BYTES."""
     total, pending = 0, [folder]
     while pending:
         current = pending.pop()
@@ -123,7 +127,7 @@ def disk_usage(folder: Path) -> int:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            total += info.st_blocks * 512
+            total += max(info.st_blocks * 512, _MIN_ENTRY_BYTES)
             if stat.S_ISDIR(info.st_mode):
                 pending.append(Path(entry.path))
     return total

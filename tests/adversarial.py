@@ -366,6 +366,13 @@ HOSTILE = _attempts(
         FailureLabel.DISK,
     ),
     (
+        "an inode flood",
+        "train()\nos.makedirs(OUT + '/many')\n"
+        "for i in range(20000):\n    open(OUT + '/many/%d' % i, 'w').close()\n"
+        "time.sleep(30)\n",
+        FailureLabel.DISK,
+    ),
+    (
         "filling /tmp",
         "train()\nopen('/tmp/fill.bin', 'wb').write(b'x' * (64 * 2**20))\n",
         FailureLabel.DISK,
