@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     )
 
     # API limits ------------------------------------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=2 * 2**20,
+        gt=0,
+        description="The largest request body the API takes (2 MiB: a seed idea's diff at its 1,000,000 "
+        "characters fits); a larger one is a 413, before its token is checked and without reading it.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,6 +26,7 @@ from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.db import open_store
 from autoresearch.adapters.db.store import safe_url
+from autoresearch.api.body_cap import BodyCap
 from autoresearch.api.numbers import TrialNumbers
 from autoresearch.api.problems import document_problems, install_problem_handlers
 from autoresearch.api.routes import ROUTERS
@@ -42,7 +43,8 @@ Submit research goals, follow campaigns as they run, steer them (pause, resume, 
 pin or veto parents), browse trials and their lineage, and download the code each trial ran.
 
 Send `Authorization: Bearer <token>`. Scopes: `read` < `write` < `admin`. Every error is an RFC 9457
-problem document (`application/problem+json`). See docs/api.md.
+problem document (`application/problem+json`). A request body over the server's cap
+(AUTORESEARCH_API_MAX_BODY_BYTES) is a 413 before its token is checked. See docs/api.md.
 """
 
 
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         app.include_router(router, prefix=API_PREFIX)
     install_problem_handlers(app)
     install_dashboard(app)
+    # Outermost of our own: a body over the cap is refused before routing, parsing or the token check.
+    app.add_middleware(BodyCap, max_bytes=settings.api_max_body_bytes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

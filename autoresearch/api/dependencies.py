@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Request
 
 from autoresearch.adapters.artifacts import ArtifactStore
 from autoresearch.api.numbers import TrialNumbers
+from autoresearch.api.schemas import NAME_CHARS
 from autoresearch.api.settings import ApiSettings
 from autoresearch.domain.model import Campaign, Trial
 from autoresearch.services.store import Store
@@ -61,7 +62,8 @@ NumbersDep = Annotated[TrialNumbers, Depends(_trial_numbers)]
 
 
 CampaignRef = Annotated[
-    str, Path(description="The campaign's name, or its id.", examples=["nanogpt-speedrun"])
+    str,
+    Path(max_length=NAME_CHARS, description="The campaign's name, or its id.", examples=["nanogpt-speedrun"]),
 ]
 
 

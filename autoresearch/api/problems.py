@@ -76,6 +76,7 @@ _DESCRIPTIONS = {
     403: "The token's scope is too low for this route.",
     404: "No such resource.",
     409: "The resource is in a state that does not allow this.",
+    413: "The request body is over the server's cap (AUTORESEARCH_API_MAX_BODY_BYTES).",
     422: "The request is malformed or names something that does not exist.",
     503: "The database cannot be reached.",
 }
@@ -112,7 +113,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _described(error: Mapping[str, Any]) -> str:
-    if error["loc"][:1] == ("header",):  # a header's value is never echoed: it may be a token
+    # A header's value is never echoed (it may be a token), nor a string refused for its length.
+    if error["loc"][:1] == ("header",) or error["type"] == "string_too_long":
         return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
     return describe_invalid(error)
 
@@ -141,6 +143,8 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in openapi.get("paths", {}).values():
         for operation in operations.values():
+            if "requestBody" in operation:  # every body passes the cap (see body_cap)
+                operation.setdefault("responses", {}).setdefault("413", {})
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = content

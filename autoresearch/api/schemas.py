@@ -29,6 +29,13 @@ from autoresearch.environment import Environment
 
 API_PREFIX = "/api/v1"
 
+# The longest text each kind of request field takes; longer is a 422 naming the field. Generous for what
+# a person or a client writes, so that a field can only be abused within a few megabytes in all.
+NAME_CHARS = 200  # names of environments, presets, strategies, surfaces
+MODEL_CHARS = 1_000  # a model spec, with the URL of an OpenAI-compatible server
+TEXT_CHARS = 20_000  # prose: a goal, a hypothesis, a rationale
+DIFF_CHARS = 1_000_000  # a unified diff; the body cap (AUTORESEARCH_API_MAX_BODY_BYTES) leaves room for it
+
 
 def campaign_path(campaign: Campaign) -> str:
     """Where the campaign is served; other paths of it start with this."""
@@ -140,11 +147,19 @@ class CampaignCreate(_Input):
     """A research goal to pursue on an environment. The cluster's `autoresearch controller` drives it."""
 
     goal: str = Field(
-        min_length=1, description="The research goal in words; the proposer favours what it names."
+        min_length=1,
+        max_length=TEXT_CHARS,
+        description="The research goal in words; the proposer favours what it names.",
     )
-    environment: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="See `GET /api/v1/environments`.")
-    preset: str | None = Field(default=None, description="Default: the environment's default preset.")
-    strategy: str = Field(default="evolve", description=f"One of: {', '.join(STRATEGIES)}.")
+    environment: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=NAME_CHARS, description="See `GET /api/v1/environments`."
+    )
+    preset: str | None = Field(
+        default=None, max_length=NAME_CHARS, description="Default: the environment's default preset."
+    )
+    strategy: str = Field(
+        default="evolve", max_length=NAME_CHARS, description=f"One of: {', '.join(STRATEGIES)}."
+    )
     trials: int = Field(default=10, ge=1, description="Trials to run, the baseline included.")
     concurrency: int = Field(default=2, ge=1, description="Trials in flight at once.")
     seed: int = 0
@@ -156,14 +171,18 @@ class CampaignCreate(_Input):
     )
     proposer: str | None = Field(
         default=None,
+        max_length=MODEL_CHARS,
         description="The model that writes ideas (anthropic:MODEL, openai:MODEL, openai-compatible:URL:MODEL); "
         "default: none, ideas come from the environment's offline catalog.",
     )
     implementer: str | None = Field(
-        default=None, description="The model that writes patches; default: the proposer."
+        default=None,
+        max_length=MODEL_CHARS,
+        description="The model that writes patches; default: the proposer.",
     )
     analyst: str | None = Field(
         default=None,
+        max_length=MODEL_CHARS,
         description="The model that notes on each trial; default: the proposer; `none`: no notes.",
     )
     max_dollars: float | None = Field(
@@ -303,17 +322,22 @@ class CampaignDetailPublic(CampaignPublic):
 class IdeaCreate(_Input):
     """A person's idea for the campaign to try: the controller implements it before proposing more."""
 
-    hypothesis: str = Field(min_length=1, description="What to change and why it should help.")
+    hypothesis: str = Field(
+        min_length=1, max_length=TEXT_CHARS, description="What to change and why it should help."
+    )
     diff: str = Field(
         default="",
+        max_length=DIFF_CHARS,
         description="A unified diff against the environment's baseline code. Required when the campaign has "
         "no LLM implementer (a catalog campaign); otherwise the implementer writes it from the hypothesis.",
     )
     parent: int = Field(
         default=0, ge=0, description="The number of the trial to build on; default the baseline."
     )
-    surface: str = Field(default="", description="The part of the recipe it changes, e.g. `optimizer`.")
-    rationale: str = ""
+    surface: str = Field(
+        default="", max_length=NAME_CHARS, description="The part of the recipe it changes, e.g. `optimizer`."
+    )
+    rationale: str = Field(default="", max_length=TEXT_CHARS, description="Why it should help, at length.")
 
 
 class IdeaPublic(BaseModel):
