@@ -560,7 +560,7 @@ def run(
         role_budgets=role_budget or [],
     )
     if agents is not None:
-        check_clients(agents, settings)
+        check_clients(agents, settings, local_run=not distributed)
     if distributed and gpus is not None:
         raise ConfigError("--gpus places trials on this machine; on the cluster, each GPU worker has its own")
     pool = _gpu_pool(gpus, slots_per_gpu)

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="The largest request body the API takes (2 MiB: a seed idea's diff at its 1,000,000 "
         "characters fits); a larger one is a 413, before its token is checked and without reading it.",
     )
+    llm_base_urls: str = Field(
+        default="",
+        description="Comma-separated http(s)://HOST[:PORT][/PATH]: the only servers an "
+        "`openai-compatible:URL:MODEL` of a cluster campaign (every one submitted through the API) may "
+        "name. Empty: none; a local `autoresearch run` then names any. See docs/api.md.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,5 +1,5 @@
-"""What the API refuses to take: bodies over the cap (before the token is checked), and free text over each
-field's length.
+"""What the API refuses to take: bodies over the cap (before the token is checked), free text over each
+field's length, and OpenAI-compatible servers the operator has not listed, which the agents refuse too.
 
 The API runs under a real uvicorn on loopback and is called over real HTTP (see test_api)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +19,27 @@ import httpx2
 import pytest
 
 from autoresearch.adapters.db import SqlStore
+from autoresearch.adapters.llm.base import parse_model_spec
+from autoresearch.adapters.llm.providers import make_client
+from autoresearch.adapters.llm.servers import ServerUrl, check_server
+from autoresearch.agents.build import check_clients, open_agents
+from autoresearch.agents.config import agents_config
 from autoresearch.api import create_app
 from autoresearch.api.schemas import DIFF_CHARS, MODEL_CHARS, NAME_CHARS, TEXT_CHARS
 from autoresearch.api.settings import ApiSettings
 from autoresearch.domain.model import Scope
+from autoresearch.errors import ConfigError
 from autoresearch.settings import Settings
+from autoresearch.testing.llm_server import StandInServer
 from tests import test_api
 from tests.test_api import RECIPE_DIFF, Api, issue_tokens, make_campaign, problem_of, running_api
+from tests.test_campaign import ENV
 
 postgres = pytest.mark.postgres  # the tests that serve the API or use the store
 database_url, settings, api = test_api.database_url, test_api.settings, test_api.api  # shared fixtures
 MB = 2**20
+LISTED = "http://LLM.internal.:8000/v1/, https://gateway.example/openai"  # normalised when compared
+LISTED_MODEL = "openai-compatible:http://llm.internal:8000/v1:qwen"
 
 
 # the body cap ----------------------------------------------------------------------------------
@@ -227,3 +238,185 @@ def test_a_token_name_and_a_campaign_reference_are_refused_past_their_length(api
     assert_refused_for_length(api.admin.post("/api/v1/tokens", json={"name": "a" * 101}), "name", 100)
     response = api.reader.get(f"/api/v1/campaigns/{'a' * (NAME_CHARS + 1)}")
     assert problem_of(response, 422)["errors"][0]["loc"] == ["path", "ref"]
+
+
+# the servers a campaign may name ---------------------------------------------------------------
+@pytest.fixture
+def listed_api(settings: Settings, store: SqlStore) -> Iterator[Api]:
+    """The API of an operator who listed two OpenAI-compatible servers."""
+    app = create_app(settings.model_copy(update={"llm_base_urls": LISTED}), ApiSettings())
+    with running_api(app, issue_tokens(store)) as served:
+        yield served
+
+
+def submit(api: Api, **models: str) -> httpx2.Response:
+    return api.writer.post(
+        "/api/v1/campaigns", json={"goal": "lower the loss", "environment": "tiny"} | models
+    )
+
+
+@postgres
+@pytest.mark.parametrize(
+    "model",
+    [
+        LISTED_MODEL,
+        "openai-compatible:http://llm.internal:8000/v1/deployments/a:qwen",  # below the listed path
+        "openai-compatible:http://LLM.Internal.:8000/v1/:qwen",  # case, trailing dot, trailing slash
+        "openai-compatible:https://gateway.example:443/openai/v1:gpt-oss",  # the default port, spelled out
+    ],
+)
+def test_a_campaign_may_name_a_listed_server(listed_api: Api, model: str) -> None:
+    response = submit(listed_api, proposer=model)
+
+    assert response.status_code == 201, response.text
+    assert (
+        listed_api.reader.get(f"/api/v1/campaigns/{response.json()['name']}").json()["agents"]["proposer"]
+        == model
+    )
+
+
+REFUSED = {
+    "another host": "http://evil.example:8000/v1",
+    "user info before a listed host": "http://llm.internal@evil.example:8000/v1",
+    "a listed host as user info": "http://llm.internal:8000@evil.example/v1",
+    "a backslash before the host": "http://llm.internal\\@evil.example:8000/v1",
+    "another port": "http://llm.internal:8001/v1",
+    "another scheme": "https://llm.internal:8000/v1",
+    "a longer path segment": "http://llm.internal:8000/v1evil",
+    "a path that climbs out": "http://llm.internal:8000/v1/../admin",
+    "a percent-escape": "http://llm.internal:8000/v1/%2e%2e/admin",
+    "a query": "http://llm.internal:8000/v1?to=evil.example",
+    "a host that only starts like one listed": "http://llm.internal.evil.example:8000/v1",
+    "a listed path on another host": "https://evil.example/openai",
+}
+
+
+@postgres
+@pytest.mark.parametrize("url", REFUSED.values(), ids=REFUSED.keys())
+def test_a_campaign_naming_an_unlisted_server_is_refused(listed_api: Api, url: str) -> None:
+    response = submit(listed_api, proposer=f"openai-compatible:{url}:qwen")
+
+    detail = problem_of(response, 422)["detail"]
+    if "openai-compatible:http(s)://HOST[:PORT]/PATH:MODEL" in detail:
+        return  # not even a model spec: refused before any server is looked at
+    assert detail.startswith("proposer: ") and "AUTORESEARCH_LLM_BASE_URLS" in detail
+    assert listed_api.reader.get("/api/v1/campaigns").json() == []
+
+
+@postgres
+def test_the_userinfo_trick_reaches_the_server_check_and_is_refused_there(listed_api: Api) -> None:
+    # `http://llm.internal:8000@evil.example/v1` is no model spec at all (a port must end in `/`); this is.
+    response = submit(listed_api, proposer="openai-compatible:http://llm.internal@evil.example:8000/v1:qwen")
+
+    detail = problem_of(response, 422)["detail"]
+    assert "user info" in detail and "AUTORESEARCH_LLM_BASE_URLS" in detail
+
+
+@postgres
+@pytest.mark.parametrize("role", ["implementer", "analyst"])
+def test_every_role_s_server_is_checked_not_only_the_proposer_s(listed_api: Api, role: str) -> None:
+    response = submit(
+        listed_api, proposer=LISTED_MODEL, **{role: "openai-compatible:http://evil.example/v1:m"}
+    )
+
+    detail = problem_of(response, 422)["detail"]
+    assert detail.startswith(f"{role}: ") and "AUTORESEARCH_LLM_BASE_URLS" in detail
+
+
+@postgres
+def test_with_no_servers_listed_the_api_takes_no_server_of_a_campaign_s_own(api: Api) -> None:
+    response = submit(api, proposer="openai-compatible:http://127.0.0.1:8000/v1:qwen")
+
+    detail = problem_of(response, 422)["detail"]
+    assert "AUTORESEARCH_LLM_BASE_URLS" in detail and "empty" in detail
+    assert submit(api, proposer="stand-in").status_code == 201  # a stand-in names no server
+
+
+@postgres
+def test_a_malformed_list_stops_the_api_from_starting(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="AUTORESEARCH_LLM_BASE_URLS: 'http://user@llm:8000/v1'"):
+        create_app(settings.model_copy(update={"llm_base_urls": "http://ok:1/v1, http://user@llm:8000/v1"}))
+
+
+# where the key would be sent -------------------------------------------------------------------
+@pytest.fixture
+def server() -> Iterator[StandInServer]:
+    with StandInServer(lambda call: "never asked") as stand_in:
+        yield stand_in
+
+
+def keyed(tmp_path: Path, listed: str = "") -> Settings:
+    return Settings(data_dir=tmp_path, openai_compatible_api_key="sk-operator-secret", llm_base_urls=listed)
+
+
+def test_no_client_is_built_that_would_send_the_key_to_an_unlisted_server(
+    tmp_path: Path, server: StandInServer
+) -> None:
+    spec = parse_model_spec(f"openai-compatible:{server.openai_base_url}:m")
+
+    with pytest.raises(ConfigError, match="AUTORESEARCH_LLM_BASE_URLS"):
+        make_client(spec, keyed(tmp_path))  # a campaign of the cluster: the default
+    with pytest.raises(ConfigError, match="AUTORESEARCH_LLM_BASE_URLS"):
+        make_client(spec, keyed(tmp_path, "http://127.0.0.1:1/v1"), local_run=True)  # listed: the list binds
+    assert server.requests == []
+
+
+@postgres
+def test_a_cluster_campaign_already_in_the_database_cannot_reach_an_unlisted_server(
+    tmp_path: Path, store: SqlStore, server: StandInServer
+) -> None:
+    """Written around the API (a `run --distributed`, or straight into the database): the controller and
+    the workers open its agents through `open_agents`, which refuses."""
+    config = agents_config(f"openai-compatible:{server.openai_base_url}:m")
+    assert config is not None
+    campaign = make_campaign(store, "around", distributed=True, agents=config.model_dump(mode="json"))
+
+    refused = pytest.raises(ConfigError, match="AUTORESEARCH_LLM_BASE_URLS")
+    with refused, open_agents(store, campaign, ENV, keyed(tmp_path), None, threading.Event()):
+        pass
+    with open_agents(store, campaign, ENV, keyed(tmp_path, server.url), None, threading.Event()) as agents:
+        assert agents is not None  # once listed, it may
+    assert server.requests == []
+
+
+@postgres
+def test_the_operator_s_own_local_run_names_any_server_while_the_list_is_empty(
+    tmp_path: Path, store: SqlStore, server: StandInServer
+) -> None:
+    config = agents_config(f"openai-compatible:{server.openai_base_url}:m")
+    assert config is not None
+    local = make_campaign(store, "local", agents=config.model_dump(mode="json"))
+
+    check_clients(config, keyed(tmp_path), local_run=True)
+    with open_agents(store, local, ENV, keyed(tmp_path), None, threading.Event()) as agents:
+        assert agents is not None
+    with pytest.raises(ConfigError, match=r"^proposer: .*AUTORESEARCH_LLM_BASE_URLS"):
+        check_clients(config, keyed(tmp_path), local_run=False)  # `run --distributed`
+    refused = pytest.raises(ConfigError, match="AUTORESEARCH_LLM_BASE_URLS")
+    with refused, open_agents(store, local, ENV, keyed(tmp_path, "http://other:1"), None, threading.Event()):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("entry", "url", "covered"),
+    [
+        ("http://llm:8000/v1", "http://llm:8000/v1", True),
+        ("http://llm:8000", "http://llm:8000/anything/v1", True),
+        ("http://LLM.:80/", "http://llm/v1", True),
+        ("http://[0:0::1]:8000/v1", "http://[::1]:8000/v1/x", True),
+        ("http://llm:8000/v1", "http://llm:8000/v2", False),
+        ("http://llm:8000/v1", "http://llm:8000/", False),
+        ("http://llm:8000/v1", "http://llm:8000/V1", False),  # paths are case-sensitive
+        ("http://127.0.0.1:8000", "http://2130706433:8000/v1", False),  # one host, another spelling: refused
+        ("http://llm", "https://llm:80/v1", False),
+    ],
+)
+def test_a_url_is_covered_by_an_entry_of_its_scheme_host_port_and_path(
+    entry: str, url: str, covered: bool
+) -> None:
+    assert ServerUrl.parse(entry).covers(ServerUrl.parse(url)) is covered
+
+
+def test_openai_and_anthropic_models_name_no_server_of_their_own() -> None:
+    for text in ("openai:gpt-5", "anthropic:claude-sonnet-4-5"):
+        check_server(parse_model_spec(text), "", local_run=False)

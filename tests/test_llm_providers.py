@@ -326,8 +326,11 @@ def test_openai_compatible_sends_to_its_own_url_with_the_placeholder_key(
 ) -> None:
     script.add("from the local model", "with a key")
     spec = parse_model_spec(f"openai-compatible:{server.url}/local/v1:llama3:8b")
-    assert make_client(spec, settings_for(tmp_path, server)).complete(ASK).text == "from the local model"
-    with_key = settings_for(tmp_path, server, openai_compatible_api_key="local-secret")
+    listed = settings_for(tmp_path, server, llm_base_urls=server.url)  # see test_api_limits for unlisted ones
+    assert make_client(spec, listed).complete(ASK).text == "from the local model"
+    with_key = settings_for(
+        tmp_path, server, llm_base_urls=server.url, openai_compatible_api_key="local-secret"
+    )
     make_client(spec, with_key).complete(ASK)
 
     first, second = server.requests

@@ -19,6 +19,7 @@ from autoresearch.agents.novelty import EmbeddingNoveltyGate, MiniLMEmbedder
 from autoresearch.agents.proposer import LLMProposer
 from autoresearch.domain.model import Campaign, Role
 from autoresearch.environment import Environment
+from autoresearch.errors import ConfigError
 from autoresearch.services.implementer import Preflight
 from autoresearch.services.runner import TrialRunner
 from autoresearch.services.store import Store
@@ -28,14 +29,19 @@ STAND_IN_MODEL = "stand-in"
 SMOKE_PRESET = "smoke"
 
 
-def check_clients(config: AgentsConfig, settings: Settings) -> None:
-    """Build each role's client once, so a missing API key is reported before a campaign is created."""
+def check_clients(config: AgentsConfig, settings: Settings, *, local_run: bool) -> None:
+    """Build each role's client once, so a missing API key or a server AUTORESEARCH_LLM_BASE_URLS does not
+    allow is reported before a campaign is created. `local_run`: `autoresearch run` will drive the campaign
+    in its own process (not the cluster); see `adapters.llm.servers`."""
     from autoresearch.adapters.llm.providers import make_client  # the SDKs: seconds to import
 
     for role in Role:
         text = config.model_of(role)
         if text is not None and not text.startswith(STAND_IN):
-            make_client(parse_model_spec(text), settings).close()
+            try:
+                make_client(parse_model_spec(text), settings, local_run=local_run).close()
+            except ConfigError as exc:
+                raise ConfigError(f"{role}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ def open_agents(
             if text is None:
                 continue
             if text not in made:
-                made[text] = _client(text, env, settings, stack)
+                # The campaign decides, not this process: a cluster campaign resumed here is checked the same.
+                made[text] = _client(text, env, settings, stack, local_run=not campaign.distributed)
                 stack.callback(made[text].close)
             clients[role] = made[text]
         agents = Agents(store, campaign.id, config, clients, settings.prices)
@@ -92,11 +99,13 @@ def open_agents(
         )
 
 
-def _client(text: str, env: Environment, settings: Settings, stack: ExitStack) -> LLMClient:
+def _client(
+    text: str, env: Environment, settings: Settings, stack: ExitStack, *, local_run: bool
+) -> LLMClient:
     from autoresearch.adapters.llm.providers import make_client  # the SDKs: seconds to import
 
     if not text.startswith(STAND_IN):
-        return make_client(parse_model_spec(text), settings)
+        return make_client(parse_model_spec(text), settings, local_run=local_run)
     from autoresearch.testing.llm_server import StandInServer
     from autoresearch.testing.stand_in_brain import CatalogBrain
 
@@ -106,4 +115,6 @@ def _client(text: str, env: Environment, settings: Settings, stack: ExitStack) -
             update={"anthropic_base_url": server.anthropic_base_url, "anthropic_api_key": SecretStr(STAND_IN)}
         )
         return make_client(ModelSpec("anthropic", STAND_IN_MODEL), local)
-    return make_client(ModelSpec("openai-compatible", STAND_IN_MODEL, server.openai_base_url), settings)
+    # The stand-in listens on loopback in this process: the one server this client may talk to.
+    own = settings.model_copy(update={"llm_base_urls": server.openai_base_url})
+    return make_client(ModelSpec("openai-compatible", STAND_IN_MODEL, server.openai_base_url), own)

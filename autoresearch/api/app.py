@@ -26,6 +26,7 @@ from autoresearch import __version__
 from autoresearch.adapters.artifacts import open_artifacts
 from autoresearch.adapters.db import open_store
 from autoresearch.adapters.db.store import safe_url
+from autoresearch.adapters.llm.servers import listed_servers
 from autoresearch.api.body_cap import BodyCap
 from autoresearch.api.numbers import TrialNumbers
 from autoresearch.api.problems import document_problems, install_problem_handlers
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     """The API over the database `settings` name (default: the environment's settings)."""
     settings = settings or load_settings()
     api_settings = api_settings or load_api_settings()
+    listed_servers(settings.llm_base_urls)  # a malformed list stops the API here, not a campaign later
     url = settings.resolved_database_url
 
     @asynccontextmanager

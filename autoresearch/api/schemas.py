@@ -172,8 +172,9 @@ class CampaignCreate(_Input):
     proposer: str | None = Field(
         default=None,
         max_length=MODEL_CHARS,
-        description="The model that writes ideas (anthropic:MODEL, openai:MODEL, openai-compatible:URL:MODEL); "
-        "default: none, ideas come from the environment's offline catalog.",
+        description="The model that writes ideas (anthropic:MODEL, openai:MODEL, openai-compatible:URL:MODEL, "
+        "URL one the operator lists in AUTORESEARCH_LLM_BASE_URLS); default: none, ideas come from the "
+        "environment's offline catalog.",
     )
     implementer: str | None = Field(
         default=None,

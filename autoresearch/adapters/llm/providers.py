@@ -33,6 +33,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
 from autoresearch.adapters.llm.base import Completion, LLMClient, LLMError, LLMRequest, ModelSpec
+from autoresearch.adapters.llm.servers import check_server
 from autoresearch.errors import ConfigError
 from autoresearch.settings import Settings
 
@@ -42,8 +43,13 @@ MAX_BACKOFF_S = 60.0  # also the cap on a server's retry-after: a longer wait is
 OPENAI_COMPATIBLE_PLACEHOLDER_KEY = "not-needed"  # vLLM, ollama & co. ignore the key; the SDK insists on one
 
 
-def make_client(spec: ModelSpec, settings: Settings) -> LLMClient:
-    """A client for `spec` with the key, base URL, timeout and retry policy from `settings`."""
+def make_client(spec: ModelSpec, settings: Settings, *, local_run: bool = False) -> LLMClient:
+    """A client for `spec` with the key, base URL, timeout and retry policy from `settings`.
+
+    An OpenAI-compatible spec names its own server: it must be one AUTORESEARCH_LLM_BASE_URLS lists, unless
+    `local_run` (a campaign `autoresearch run` drives in this process) and the list is empty; see
+    `servers`. Checked here, where the key would be handed over, so that no caller can skip it.
+    """
     if spec.provider == "anthropic":
         return AnthropicClient(
             spec,
@@ -58,6 +64,7 @@ def make_client(spec: ModelSpec, settings: Settings) -> LLMClient:
             base_url=settings.openai_base_url,
             settings=settings,
         )
+    check_server(spec, settings.llm_base_urls, local_run=local_run)
     key = settings.openai_compatible_api_key
     return OpenAIClient(
         spec,

@@ -136,8 +136,8 @@ def get_campaign(
 
 # submitting ------------------------------------------------------------------------------------
 def submit_campaign(store: Store, settings: Settings, body: CampaignCreate) -> Campaign:
-    """Check everything a controller would trip over later (environment, preset, models and their API
-    keys), then record the campaign for the cluster to run."""
+    """Check everything a controller would trip over later (environment, preset, models, their API keys
+    and servers), then record the campaign for the cluster to run."""
     env = _named_in_body(settings, body.environment)
     agents = agents_config(
         body.proposer or CATALOG,
@@ -147,7 +147,7 @@ def submit_campaign(store: Store, settings: Settings, body: CampaignCreate) -> C
         max_tokens=body.max_tokens,
     )
     if agents is not None:
-        check_clients(agents, settings)
+        check_clients(agents, settings, local_run=False)  # the cluster runs it: listed servers only
     if body.name is not None and _exists(store, body.name):
         raise Conflict(f"a campaign named {body.name!r} already exists; choose another name")
     try:
