@@ -82,7 +82,9 @@ class Settings(BaseSettings):
         description="A trial phase's memory when its preset sets no budget.memory_mb (default: half the host's).",
     )
     trial_disk_mb: int = Field(
-        default=10_240, gt=0, description="What a trial may write to its folder, when its preset sets no disk_mb."
+        default=10_240,
+        gt=0,
+        description="What a trial may write to its folder, when its preset sets no disk_mb.",
     )
     trial_processes: int = Field(
         default=1024, gt=0, description="Processes and threads a trial phase may have at once."
