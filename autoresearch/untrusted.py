@@ -2,8 +2,8 @@
 
 Trial code writes its folder while it runs, so the service never follows what it finds there. A
 file is opened with O_NOFOLLOW and O_NONBLOCK (a FIFO must not block the reader) and used only
-when fstat says it is a regular file; a folder is walked with lstat, regular files only. These are
-the only ways the host (and an evaluator) reads a trial's files.
+when fstat says it is a regular file; a folder is walked through descriptors opened with
+O_NOFOLLOW, with lstat. These are the only ways the host (and an evaluator) reads a trial's files.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ class NotARegularFile(OSError):
 
 def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
     """A file descriptor for `path` when it is a regular file, never following a link at its end."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise NotARegularFile(f"{path} is a symbolic link") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise NotARegularFile(f"{path} is not a regular file")
     os.set_blocking(fd, True)
@@ -33,13 +37,7 @@ def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
 
 def read_regular(path: Path, limit: int | None = None) -> bytes:
     """The bytes of a regular file (its first `limit` bytes when given)."""
-    try:
-        fd = open_regular(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            raise NotARegularFile(f"{path} is a symbolic link") from exc
-        raise
-    with os.fdopen(fd, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:
         return handle.read() if limit is None else handle.read(limit)
 
 
@@ -60,53 +58,49 @@ def sha256_regular(path: Path) -> str:
     return digest.hexdigest()
 
 
-def regular_files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every regular file under `folder` with its lstat, walking with lstat: links (to files or
-    folders), FIFOs, devices and sockets are skipped, never followed. A `folder` that is itself a
-    link yields nothing."""
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry under `folder` with its lstat, in name order. Each folder is opened with O_NOFOLLOW
+    relative to its parent's descriptor, so neither `folder` nor a folder under it is followed when it
+    is a link, or becomes one while the walk goes on."""
     try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            return
+        pending = [(os.open(folder, _FOLDER_FLAGS), folder)]
     except OSError:
         return
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
+    try:
+        while pending:
+            fd, path = pending.pop()
             try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                pending.append(Path(entry.path))
-            elif stat.S_ISREG(info.st_mode):
-                yield Path(entry.path), info
+                with os.scandir(fd) as found:
+                    entries = sorted(found, key=lambda e: e.name)
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                        if stat.S_ISDIR(info.st_mode):
+                            pending.append((os.open(entry.name, _FOLDER_FLAGS, dir_fd=fd), path / entry.name))
+                    except OSError:
+                        continue
+                    yield path / entry.name, info
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in pending:
+            os.close(fd)
+
+
+def regular_files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every regular file under `folder` with its lstat: links (to files or folders), FIFOs, devices and
+    sockets are skipped, never followed. A `folder` that is itself a link yields nothing."""
+    return ((path, info) for path, info in _walk(folder) if stat.S_ISREG(info.st_mode))
 
 
 def first_special_file(folder: Path) -> Path | None:
     """The first entry under `folder` that is neither a folder nor a regular file (a link, a FIFO, a
-    device, a socket), walking with lstat; None when there is none."""
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except OSError:
-                continue
-            if stat.S_ISDIR(mode):
-                pending.append(Path(entry.path))
-            elif not stat.S_ISREG(mode):
-                return Path(entry.path)
-    return None
+    device, a socket); None when there is none."""
+    plain = (stat.S_IFDIR, stat.S_IFREG)
+    return next((path for path, info in _walk(folder) if stat.S_IFMT(info.st_mode) not in plain), None)
 
 
 _MIN_ENTRY_BYTES = 4096  # an empty file still takes an inode: a flood of them counts
@@ -115,19 +109,4 @@ _MIN_ENTRY_BYTES = 4096  # an empty file still takes an inode: a flood of them c
 def disk_usage(folder: Path) -> int:
     """Bytes allocated to everything under `folder`, links and special files included, never followed;
     each entry counts at least _MIN_ENTRY_BYTES."""
-    total, pending = 0, [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            total += max(info.st_blocks * 512, _MIN_ENTRY_BYTES)
-            if stat.S_ISDIR(info.st_mode):
-                pending.append(Path(entry.path))
-    return total
+    return sum(max(info.st_blocks * 512, _MIN_ENTRY_BYTES) for _, info in _walk(folder))

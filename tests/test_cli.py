@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -192,6 +193,25 @@ def _one_finished_and_one_running(url: str, name: str) -> bool:
     return any(status.is_terminal for status in statuses) and TrialStatus.RUNNING in statuses
 
 
+def _phase_frozen(pid: int) -> bool:
+    """Stop every trial phase the campaign process `pid` has started (each leads a process group of its
+    own), so that a trial seen running is still running when the signal lands: True when one was."""
+    try:
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except OSError:
+        return False
+    frozen = False
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGSTOP)
+            frozen = True
+    return frozen
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", ["kill -9", "ctrl-c", "kill"])
 def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial(
@@ -204,7 +224,7 @@ def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: _one_finished_and_one_running(sqlite_url, "k"), 300)
+    _wait_for(lambda: _one_finished_and_one_running(sqlite_url, "k") and _phase_frozen(proc.pid), 300)
     proc.send_signal({"kill -9": signal.SIGKILL, "ctrl-c": signal.SIGINT, "kill": signal.SIGTERM}[stop])
     proc.wait(timeout=60)
     before = {t.id: (str(t.status), t.score) for t in _trials(sqlite_url, "k") if t.status.is_terminal}
