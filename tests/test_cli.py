@@ -195,20 +195,24 @@ def _one_finished_and_one_running(url: str, name: str) -> bool:
 
 def _phase_frozen(pid: int) -> bool:
     """Stop every trial phase the campaign process `pid` has started (each leads a process group of its
-    own), so that a trial seen running is still running when the signal lands: True when one was."""
+    own), so that a trial seen running is still running when the signal lands: True when one was.
+    A child still between fork and exec is left alone: stopped there, it would hold up the Popen that
+    started it, and with it the campaign's shutdown."""
     try:
         children = [
             int(child)
             for task in Path(f"/proc/{pid}/task").iterdir()
             for child in (task / "children").read_text().split()
         ]
+        ours = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     frozen = False
     for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child, signal.SIGSTOP)
-            frozen = True
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/cmdline").read_bytes() != ours:  # it has exec'd its phase
+                os.killpg(child, signal.SIGSTOP)
+                frozen = True
     return frozen
 
 
