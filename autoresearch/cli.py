@@ -801,17 +801,16 @@ def worker(
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     tasks.GPUS = pool
-    runs_trials = bool({"cpu", "gpu"} & set(chosen))
-    sandbox = tasks.sandbox() if runs_trials else None  # made now: a worker without one refuses to start
-    if sandbox is not None and not sandbox.isolated:
+    # Every queue runs trial code (implement workers preflight patches on the smoke preset): the sandbox
+    # is made now, and a worker that cannot make one refuses to start.
+    sandbox = tasks.sandbox()
+    if not sandbox.isolated:
         errors.print(f"[bold yellow]warning:[/] {UNSANDBOXED}")
     slots = pool.slots_per_gpu * len(pool.free) if pool is not None else concurrency
     argv = ["worker", "--queues", ",".join(chosen), "--loglevel", loglevel]
     argv += ["--pool", "threads", "--concurrency", str(slots)] if slots > 1 else ["--pool", "solo"]
     argv += ["--hostname", name or f"{'+'.join(chosen)}@%h", "--without-mingle", "--without-gossip"]
-    capacity: dict[str, Any] = {"slots": slots}
-    if sandbox is not None:
-        capacity["sandbox"] = sandbox.mode
+    capacity: dict[str, Any] = {"slots": slots, "sandbox": sandbox.mode}
     if pool is not None:
         capacity |= {"gpus": list(pool.free), "slots_per_gpu": pool.slots_per_gpu}
         capacity |= {"gpu_memory_mb": _gpu_memory_mb(list(pool.free))}
