@@ -76,8 +76,13 @@ HOSTILE = _attempts(
         HONEST,
     ),
     (
-        "replace train.log with a link to a host file",
-        "try_('link train.log', lambda: os.symlink('{victim}', OUT + '/../train.log.new') or "
+        "the evaluator's log as a link to a host file, for the runner to truncate",
+        "try_('link evaluate.log', lambda: os.symlink('{victim}', OUT + '/../evaluate.log'))\ntrain()\n",
+        HONEST,
+    ),
+    (
+        "train.log as a link to a host secret, for the runner to store",
+        "try_('link train.log', lambda: os.symlink('{canary}', OUT + '/../train.log.new') or "
         "os.replace(OUT + '/../train.log.new', OUT + '/../train.log'))\ntrain()\n",
         HONEST,
     ),
@@ -231,7 +236,7 @@ HOSTILE = _attempts(
     ),
     (
         "a link in the output to a host folder",
-        "train()\nos.symlink('{data_dir}', OUT + '/checkpoints')\n",
+        "train()\nos.symlink(os.path.dirname('{canary}'), OUT + '/checkpoints')\n",
         FailureLabel.ILLEGAL_EDIT,
         "checkpoints",
     ),
