@@ -169,7 +169,6 @@ def _system_view() -> tuple[str, ...]:
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--perms", "0755", "--dir", "/etc"]
     args += _mount(
         "--ro-bind", [path for path in (Path("/etc") / name for name in _ETC_FILES) if path.exists()]
     )

@@ -177,7 +177,7 @@ def _check_pickle_probe(runner: TrialRunner, job: TrialJob, report: CheckReport)
     unpickle, evaluate again, and report an evaluator that ran it: it would run code a trial wrote."""
     marker = f"AUTORESEARCH-PICKLE-PROBE-{secrets.token_hex(6)}"
     out = runner.trial_dir(job) / "out"
-    planted = plant_pickles(out, marker)
+    planted = _plant_pickles(out, marker)
     if not planted:
         return
     runner.evaluate_again(job, train_seconds=1.0)
@@ -197,7 +197,7 @@ class _Probe:
         return exec, (f"import os; os.write(2, b'{self.marker}\\n')",)
 
 
-def plant_pickles(out: Path, marker: str) -> list[str]:
+def _plant_pickles(out: Path, marker: str) -> list[str]:
     """Put a pickle that writes `marker` to stderr wherever a file under `out` could be unpickled: raw
     files with a pickle's usual suffix, and inside zip archives (torch.save's data.pkl, torch.export's
     weights and sample inputs). The relative paths of the files changed."""

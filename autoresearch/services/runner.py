@@ -243,6 +243,14 @@ class TrialRunner:
         return (self.settings.data_dir, self.env.root, bundled_path("environments"), *installed)
 
     @property
+    def _memory_mb(self) -> int:
+        return self.preset.budget.memory_mb or self.settings.trial_memory_mb
+
+    @property
+    def _disk_mb(self) -> int:
+        return self.preset.budget.disk_mb or self.settings.trial_disk_mb
+
+    @property
     def _gpu(self) -> bool:
         return self.env.resources(self.preset).gpu > 0
 
@@ -341,9 +349,8 @@ class TrialRunner:
         quota: tuple[Path, ...] = (),
     ) -> PhaseOutcome:
         started = time.monotonic()
-        budget = self.preset.budget
-        memory_mb = budget.memory_mb or self.settings.trial_memory_mb
-        disk_bytes = (budget.disk_mb or self.settings.trial_disk_mb) * 2**20
+        memory_mb = self._memory_mb
+        disk_bytes = self._disk_mb * 2**20
         limits = Limits(
             processes=self.settings.trial_processes,
             file_bytes=disk_bytes,
@@ -417,12 +424,10 @@ class TrialRunner:
         if phase.timed_out:
             return FailureLabel.TIMEOUT, f"{what} ran past the wall-clock budget of {budget:g} s"
         if phase.oom:
-            memory_mb = self.preset.budget.memory_mb or self.settings.trial_memory_mb
-            return FailureLabel.OOM, f"{what} ran out of memory (its budget is {memory_mb:,} MB)"
+            return FailureLabel.OOM, f"{what} ran out of memory (its budget is {self._memory_mb:,} MB)"
         if phase.over_disk:
-            disk_mb = self.preset.budget.disk_mb or self.settings.trial_disk_mb
             return FailureLabel.DISK, (
-                f"{what} wrote past its disk budget ({disk_mb:,} MB for its folders, "
+                f"{what} wrote past its disk budget ({self._disk_mb:,} MB for its folders, "
                 f"{self.settings.trial_tmp_mb:,} MB for /tmp): {_last_line(phase.tail)}"
             )
         if phase.exit_code == EVALUATOR_REFUSED and what == "evaluation":
