@@ -1002,6 +1002,11 @@ def _print_check(report: CheckReport, env: Environment) -> None:
         same = "the same" if first == again else "different"
         console.print(f"evaluator on one checkpoint, twice: {same} figures ({figures})")
     console.print(f"protected files hashed: {len(report.protected)}; catalog techniques: {report.techniques}")
+    console.print(
+        f"test split: {', '.join(env.spec.data.test)} (only confirmations score it)"
+        if report.test_split
+        else "test split: none (a confirmation is scored on val, the split the search chose by)"
+    )
     if report.problems:
         for problem in report.problems:
             errors.print(f"[red]problem:[/] {escape(problem)}")

@@ -34,17 +34,21 @@ class Metric(StrictModel):
 
 TRIAL_PLACEHOLDERS = frozenset({"python", "preset", "seed", "data", "out"})
 # train_seconds: how long the training phase ran, by the runner's clock (the score of a speedrun).
-EVALUATE_PLACEHOLDERS = TRIAL_PLACEHOLDERS | {"train_seconds"}
+# split: `val` for every search evaluation, `test` for a confirmation's second one (see Data.test).
+EVALUATE_PLACEHOLDERS = TRIAL_PLACEHOLDERS | {"train_seconds", "split"}
 PREPARE_PLACEHOLDERS = frozenset({"python", "data"})
+
+
+def _placeholders(part: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(part) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{part!r}: {exc}") from None
 
 
 def _check_placeholders(argv: list[str], allowed: frozenset[str]) -> None:
     for part in argv:
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(part) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"{part!r}: {exc}") from None
-        unknown = names - allowed
+        unknown = _placeholders(part) - allowed
         if unknown:
             raise ValueError(
                 f"unknown placeholder {{{sorted(unknown)[0]}}} in {part!r}; use {sorted(allowed)}"
@@ -52,7 +56,8 @@ def _check_placeholders(argv: list[str], allowed: frozenset[str]) -> None:
 
 
 class Commands(StrictModel):
-    """Argument lists; `{python}`, `{preset}`, `{seed}`, `{data}` and `{out}` are filled in per trial."""
+    """Argument lists; `{python}`, `{preset}`, `{seed}`, `{data}` and `{out}` are filled in per trial,
+    and in evaluate also `{train_seconds}` and `{split}` (`val` or `test`)."""
 
     prepare: list[str] | None = None
     train: list[str] = Field(min_length=1)
@@ -97,6 +102,19 @@ class Data(StrictModel):
 
     train: list[str] = Field(default_factory=list)
     evaluate: list[str] = Field(default_factory=list)
+    # The held-out test split: only a confirmation's evaluation (`{split}` = test) is shown these, and
+    # then not `evaluate`'s; the search never sees them, so a score on them is not one it could chase.
+    test: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _test_is_apart(self) -> Data:
+        for phase, files in (("train", self.train), ("evaluate", self.evaluate)):
+            shared = sorted(set(self.test) & set(files))
+            if shared:
+                raise ValueError(
+                    f"test file {shared[0]!r} is also listed under data.{phase}: the search would see it"
+                )
+        return self
 
 
 class Budget(StrictModel):
@@ -181,6 +199,16 @@ class EnvironmentSpec(StrictModel):
             raise ValueError(f"default_preset {self.default_preset!r} is not one of {sorted(self.presets)}")
         return self
 
+    @model_validator(mode="after")
+    def _test_split_is_named(self) -> EnvironmentSpec:
+        # Without {split} the evaluator could not tell the test split from val: it would score val again.
+        if self.data.test and not any("split" in _placeholders(part) for part in self.commands.evaluate):
+            raise ValueError(
+                'data.test is set, so commands.evaluate must pass {split} (e.g. "--split", "{split}"): '
+                "the evaluator reads the test files only when it is told split=test"
+            )
+        return self
+
 
 def read_contract(path: Path, model: type[Contract]) -> Contract:
     """Read and validate a TOML contract file; every problem becomes one ConfigError line."""
@@ -217,6 +245,11 @@ class Environment:
 
     def resources(self, preset: Preset) -> Resources:
         return preset.resources or self.spec.resources
+
+    @property
+    def has_test_split(self) -> bool:
+        """Whether a confirmation can score a trial on held-out data the search never saw."""
+        return bool(self.spec.data.test)
 
     def _files(self) -> list[str]:
         return sorted(

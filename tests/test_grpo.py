@@ -40,6 +40,7 @@ def test_training_cannot_read_the_held_out_answers_by_any_path_tried(
     data_dir, root, home = runner.data_dir, env.root, runner.settings.data_dir
     targets = [
         data_dir / "val.txt",  # the held-out answers where the evaluator reads them
+        data_dir / "test.txt",  # and those of the test split
         root / "prepare.py",  # the split's seed: with it, the held-out problems
         root / "evaluate.py",
         root / "build_sft.py",
@@ -145,7 +146,7 @@ def test_the_gpu_preset_trains_and_scores_a_hugging_face_model_from_local_paths(
     model_dir, dataset = tmp_path / "inputs" / "model", tmp_path / "inputs" / "math"
     _tiny_hf_model(model_dir)
     (dataset / "algebra").mkdir(parents=True)
-    for i in range(30):
+    for i in range(40):
         problem = {"problem": f"What is {i}+{i}?", "solution": f"It is $\\boxed{{{2 * i}}}$.", "level": "1"}
         (dataset / "algebra" / f"{i}.json").write_text(json.dumps(problem))
     root = tmp_path / "envs" / "grpo"
@@ -169,6 +170,7 @@ def test_the_gpu_preset_trains_and_scores_a_hugging_face_model_from_local_paths(
     sandbox = make_sandbox(settings.sandbox)
     data_dir = prepare_data(env, settings)
     assert len((data_dir / "hf_val.jsonl").read_text().splitlines()) == 10
+    assert len((data_dir / "hf_test.jsonl").read_text().splitlines()) == 10
     assert len((data_dir / "hf_train.jsonl").read_text().splitlines()) == 20
 
     runner = TrialRunner(env, "gpu", settings, sandbox, data_dir)

@@ -46,6 +46,7 @@ class CheckReport:
     metric: str
     protected: dict[str, str] = field(default_factory=dict)  # protected file -> sha256
     techniques: int = 0
+    test_split: bool = False  # data.test is set: confirmations score on held-out data the search never saw
     runs: list[BaselineRun] = field(default_factory=list)
     repeat: tuple[dict[str, float], dict[str, float]] | None = None  # two verdicts on one checkpoint
     problems: list[str] = field(default_factory=list)
@@ -73,6 +74,7 @@ def check_environment(
     preset_name, _ = env.preset(preset)
     report = CheckReport(env.name, preset_name, env.spec.metric.name)
     report.protected = dict(env.protected_digests)
+    report.test_split = env.has_test_split
     _check_patterns(env, report)
     _check_catalog(env, report)
     try:
@@ -243,12 +245,12 @@ def _check_probe(
     env: Environment, runner: TrialRunner, data_dir: Path, settings: Settings, report: CheckReport
 ) -> None:
     """Train a probe instead of the recipe: it tries to read every private file and every file of the
-    evaluation data, and says which it could."""
+    evaluation data (the test split's too), and says which it could."""
     script = _train_script(env)
     if script is None:
         report.problems.append("commands.train runs no editable file: trial code could not be probed")
         return
-    evaluate_only = set(env.spec.data.evaluate) - set(env.spec.data.train)
+    evaluate_only = {*env.spec.data.evaluate, *env.spec.data.test} - set(env.spec.data.train)
     secrets = [env.root / f for f in env.protected_files if f not in env.trial_files]
     secrets += [data_dir / f for f in sorted(evaluate_only)]
     secrets += sorted(p for p in settings.data_dir.iterdir() if p.is_file())  # the database, the registry
@@ -289,5 +291,6 @@ def report_dict(report: CheckReport) -> dict[str, object]:
         "evaluator_repeat": list(report.repeat) if report.repeat else None,
         "protected": report.protected,
         "techniques": report.techniques,
+        "test_split": report.test_split,
         "problems": report.problems,
     }

@@ -1,10 +1,12 @@
 """The protected evaluator: accuracy on the held-out digits, and the training time it took.
 
-    python evaluate.py --data DIR --out RUN --train-seconds SECONDS
+    python evaluate.py --data DIR --out RUN --train-seconds SECONDS [--split test]
 
-It loads the exported program (no code of the recipe is imported) and scores the 500 held-out
-images. Below the preset's target accuracy the model is refused (exit 3: the trial is `gate_miss`);
-at or above it, the verdict's score is the training time the service measured and passed in.
+It loads the exported program (no code of the recipe is imported) and scores the 300 held-out
+images of val.bin, or with `--split test` the 200 of test.bin that only a confirmation reads. Below
+the preset's target accuracy on the split it scores the model is refused (exit 3: the trial is
+`gate_miss`); at or above it, the verdict's score is the training time the service measured and
+passed in. The keys are the same on either split.
 """
 
 import argparse
@@ -31,6 +33,7 @@ def main():
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-seconds", type=float, required=True)
+    parser.add_argument("--split", choices=("val", "test"), default="val")
     args = parser.parse_args()
     spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
     target = float(spec["presets"][args.preset]["model"]["target_accuracy"])
@@ -42,7 +45,7 @@ def main():
     except (OSError, ValueError, RuntimeError) as exc:
         fail(f"training left no loadable model: {exc}")
     model = program.module()
-    records = torch.frombuffer(bytearray((args.data / "val.bin").read_bytes()), dtype=torch.uint8).view(-1, 65)
+    records = torch.frombuffer(bytearray((args.data / f"{args.split}.bin").read_bytes()), dtype=torch.uint8).view(-1, 65)
     pixels, labels = records[:, :64].float(), records[:, 64].long()
     correct = 0
     with torch.no_grad():
@@ -54,7 +57,7 @@ def main():
     accuracy = correct / len(labels)
     params = sum(t.numel() for t in program.state_dict.values())
     if accuracy < target:
-        fail(f"val_accuracy {accuracy:.4f} is below the target {target}: the race was not finished", REFUSED)
+        fail(f"{args.split} accuracy {accuracy:.4f} is below the target {target}: the race was not finished", REFUSED)
     print("---")
     print(f"train_seconds: {args.train_seconds:.3f}")
     print(f"val_accuracy: {accuracy:.4f}")

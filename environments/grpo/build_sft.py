@@ -31,7 +31,7 @@ def example(a, b, rng):
 def main():
     torch.manual_seed(0)
     rng = random.Random(0)
-    _, pairs = split()
+    *_, pairs = split()  # the training pairs: neither held-out split
     model = GPT()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)
     started = time.perf_counter()

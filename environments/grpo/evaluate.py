@@ -1,10 +1,12 @@
 """The protected evaluator: greedy accuracy on the held-out sums.
 
-    python evaluate.py --data DIR --out RUN
+    python evaluate.py --data DIR --out RUN [--split test]
 
 It loads the exported program (no code of the recipe is imported), answers each of the 500
-held-out problems greedily, one character at a time, and scores an answer right only when it is
-the exact sum followed by the end of the answer.
+held-out problems of val.txt greedily, one character at a time, and scores an answer right only
+when it is the exact sum followed by the end of the answer. `--split test` scores the 500 of
+test.txt (hf_test.jsonl for the gpu preset), which only a confirmation reads, the same way and
+under the same keys.
 """
 
 import argparse
@@ -31,6 +33,7 @@ def main():
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", choices=("val", "test"), default="val")
     args = parser.parse_args()
     spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
     preset = spec["presets"][args.preset]
@@ -44,7 +47,7 @@ def main():
         fail(f"training left no loadable model: {exc}")
     model = program.module()
     problems = []
-    for line in (args.data / "val.txt").read_text().split():
+    for line in (args.data / f"{args.split}.txt").read_text().split():
         question, _ = line.split("=")
         a, b = question.split("+")
         problems.append((int(a), int(b)))
@@ -102,7 +105,7 @@ def evaluate_hf(args, settings, base):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    problems = tasks.read_problems(args.data / "hf_val.jsonl")
+    problems = tasks.read_problems(args.data / f"hf_{args.split}.jsonl")
     batch_size, correct = int(settings["eval_batch"]), 0
     with torch.no_grad():
         for start in range(0, len(problems), batch_size):

@@ -1,10 +1,11 @@
 """The protected evaluator: validation bits per byte of the model that training left.
 
-    python evaluate.py --preset smoke --data DIR --out RUN
+    python evaluate.py --preset smoke --data DIR --out RUN [--split test]
 
 It runs in its own process after training, loads the exported program (no code of the recipe
 is imported), scores a fixed slice of the held-out files and prints the verdict as `key: value`
-lines after `---`. A model whose predictions read future bytes is refused.
+lines after `---`. A model whose predictions read future bytes is refused. `--split test` scores
+test.bin, held-out files that only a confirmation reads, the same way and under the same keys.
 """
 
 import argparse
@@ -37,6 +38,7 @@ def main():
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", choices=("val", "test"), default="val")
     args = parser.parse_args()
     spec = tomllib.loads((Path(__file__).parent / "environment.toml").read_text())
     size = spec["presets"][args.preset]["model"]
@@ -57,12 +59,12 @@ def main():
     storages = {t.untyped_storage().data_ptr(): t for t in program.state_dict.values()}
     params = sum(t.untyped_storage().nbytes() // t.element_size() for t in storages.values())
 
-    val = torch.frombuffer(bytearray((args.data / "val.bin").read_bytes()), dtype=torch.uint8)
+    val = torch.frombuffer(bytearray((args.data / f"{args.split}.bin").read_bytes()), dtype=torch.uint8)
     n_bytes = min(int(size["eval_bytes"]), len(val) - 1)
     windows = n_bytes // block_size
     windows -= windows % EXPORT_BATCH
     if windows == 0:
-        fail(f"block_size {block_size} leaves no full batch in {n_bytes} validation bytes")
+        fail(f"block_size {block_size} leaves no full batch in {n_bytes} {args.split} bytes")
     x_all = val[: windows * block_size].long().view(windows, block_size)
     y_all = val[1 : windows * block_size + 1].long().view(windows, block_size)
 
