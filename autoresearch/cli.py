@@ -344,7 +344,7 @@ def _drive(
                     campaign,
                     env,
                     runner,
-                    proposer or CatalogProposer(env, campaign.goal),
+                    proposer or CatalogProposer(env, campaign.goal, preset=campaign.preset),
                     view,
                     gpus=gpus,
                 )
@@ -564,7 +564,8 @@ def run(
     if distributed and gpus is not None:
         raise ConfigError("--gpus places trials on this machine; on the cluster, each GPU worker has its own")
     pool = _gpu_pool(gpus, slots_per_gpu)
-    proposer = CatalogProposer(env, goal)  # a broken catalog fails here, before anything is recorded
+    # A broken catalog fails here, before anything is recorded.
+    proposer = CatalogProposer(env, goal, preset=preset)
     sandbox = None if distributed else _local_sandbox(settings)
     with _store(settings) as store:
         campaign = create_campaign(

@@ -158,6 +158,8 @@ class Preset(StrictModel):
     # Named local paths outside the environment (a model's weights, a dataset) that training may read:
     # the sandbox binds them read-only. "" leaves one unset; the script says what to set.
     inputs: dict[str, str] = Field(default_factory=dict)
+    # In place of the environment's unscored_surfaces under this preset (a size cap makes export count).
+    unscored_surfaces: list[str] | None = None
 
     @field_validator("inputs")
     @classmethod
@@ -184,6 +186,26 @@ class EnvironmentSpec(StrictModel):
     gates: Gates = Gates()
     presets: dict[str, Preset] = Field(min_length=1)
     surfaces: list[str] = Field(default_factory=list)
+    # Surfaces whose edits the metric cannot see beyond rounding (how the model is saved, when nothing
+    # caps its size): the catalog proposes nothing there. A preset may name its own.
+    unscored_surfaces: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unscored_surfaces_are_surfaces(self) -> EnvironmentSpec:
+        named = [("unscored_surfaces", self.unscored_surfaces)] + [
+            (f"presets.{name}.unscored_surfaces", preset.unscored_surfaces or [])
+            for name, preset in self.presets.items()
+        ]
+        for field, surfaces in named:
+            for surface in surfaces:
+                if surface not in self.surfaces:
+                    raise ValueError(f"{field}: {surface!r} is not one of surfaces {self.surfaces}")
+        return self
+
+    def unscored(self, preset: str) -> frozenset[str]:
+        """The surfaces the metric cannot see under `preset`."""
+        own = self.presets[preset].unscored_surfaces
+        return frozenset(self.unscored_surfaces if own is None else own)
 
     @field_validator("presets")
     @classmethod

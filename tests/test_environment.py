@@ -1,4 +1,5 @@
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -7,8 +8,9 @@ from autoresearch.adapters.catalog import CatalogProposer, load_catalog
 from autoresearch.domain.diffs import apply_diff, make_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import Idea, IdeaOrigin, Trial, TrialStatus
+from autoresearch.domain.programs import program_of
 from autoresearch.environment import find_environment, load_environment
-from autoresearch.errors import ConfigError, NotFound
+from autoresearch.errors import ConfigError, NotFound, PatchError
 from autoresearch.settings import Settings
 from autoresearch.testing import ENVIRONMENTS_DIR
 
@@ -66,6 +68,17 @@ def test_a_valid_environment_loads(tmp_path: Path) -> None:
         (  # only the evaluator gets the training time: training could not know it
             ('"train.py"]\nevaluate', '"train.py", "{train_seconds}"]\nevaluate'),
             r"commands\.train: .*unknown placeholder \{train_seconds\}",
+        ),
+        (
+            (
+                'default_preset = "p"',
+                'default_preset = "p"\nsurfaces = ["model"]\nunscored_surfaces = ["export"]',
+            ),
+            r"unscored_surfaces: 'export' is not one of surfaces \['model'\]",
+        ),
+        (
+            ("budget = { steps = 5 }", 'budget = { steps = 5 }\nunscored_surfaces = ["export"]'),
+            r"presets\.p\.unscored_surfaces: 'export' is not one of surfaces \[\]",
         ),
     ],
 )
@@ -201,3 +214,142 @@ def test_grpo_mutation_to_the_learning_rate_of_double_lr_is_left_out_once_double
     }  # type: ignore[union-attr]
     assert "learning_rate=0.0001" not in keys
     assert any(key.startswith("learning_rate=") for key in keys)  # other learning rates are still proposed
+
+
+# -- what the catalog proposer leaves out for a parent -----------------------------------------------
+
+
+def _line_of_descent(baseline: dict[str, str], *steps: tuple[str, IdeaOrigin, dict[str, str]]) -> Lineage:
+    """The baseline (trial 1), then one trial per step, each the child of the one before: (the idea's
+    key, its origin, the trial's code)."""
+    ideas = [Idea(id=1, campaign_id=1, hypothesis="b", origin=IdeaOrigin.BASELINE, key="baseline")]
+    trials = [
+        Trial(id=1, campaign_id=1, number=0, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0)
+    ]
+    for n, (key, origin, code) in enumerate(steps, start=2):
+        ideas.append(
+            Idea(id=n, campaign_id=1, hypothesis=key, origin=origin, key=key, parent_trial_ids=(n - 1,))
+        )
+        trials.append(
+            Trial(
+                id=n,
+                campaign_id=1,
+                number=n - 1,
+                idea_id=n,
+                parent_id=n - 1,
+                status=TrialStatus.SUCCEEDED,
+                seed=0,
+                duration_s=1.0,
+                code_diff=make_diff(baseline, code),
+            )
+        )
+    return Lineage.of(ideas, trials)
+
+
+def _techniques_proposed(
+    proposer: CatalogProposer, lineage: Lineage, parent_id: int, code: dict[str, str]
+) -> list[str]:
+    """Every technique the proposer offers on the parent, each marked tried in turn, until it has
+    nothing left (or, with mutations, proposes one)."""
+    keys: list[str] = []
+    rng = random.Random(0)
+    while (proposal := proposer.propose(lineage.trials[parent_id], code, lineage, rng)) is not None:
+        if proposal.origin is not IdeaOrigin.CATALOG:
+            break
+        assert proposal.key not in keys
+        keys.append(proposal.key)
+        idea_id = max(lineage.ideas) + 1
+        lineage.add_idea(
+            Idea(
+                id=idea_id,
+                campaign_id=1,
+                hypothesis=proposal.hypothesis,
+                origin=proposal.origin,
+                key=proposal.key,
+                parent_trial_ids=(parent_id,),
+            )
+        )
+    return keys
+
+
+@pytest.mark.parametrize("name", ["nanogpt", "digits", "grpo"])
+def test_on_every_parent_one_technique_made_the_catalog_proposes_exactly_the_techniques_that_apply(
+    name: str,
+) -> None:
+    """The parent is a person's patch equal to one technique (no group, no catalog key in its lineage):
+    only applying the diff to its code tells what stacks. Nothing that does not apply is proposed, and
+    everything that applies (and makes a program not yet measured) is, before the proposer gives up."""
+    env = load_environment(ROOT / "environments" / name)
+    baseline = env.read_editable()
+    techniques, _ = load_catalog(env)
+    unscored = env.spec.unscored(env.spec.default_preset)
+    proposer = CatalogProposer(env, mutation_rate=0.0)
+    proposer.mutations = []  # techniques only: None then says that no technique is left
+    conflicts = 0
+    for made in techniques:
+        parent_code = apply_diff(baseline, made.diff)
+        lineage = _line_of_descent(baseline, (f"user:{made.key}", IdeaOrigin.USER, parent_code))
+        proposed = _techniques_proposed(proposer, lineage, 2, parent_code)
+        for t in techniques:
+            try:
+                child = apply_diff(parent_code, t.diff, base=baseline)
+            except PatchError:
+                conflicts += 1
+                assert t.key not in proposed, f"{t.key} does not apply on top of {made.key}"
+                continue
+            new = program_of(child) not in {program_of(baseline), program_of(parent_code)}
+            assert (t.key in proposed) == (new and t.surface not in unscored), (made.key, t.key)
+    assert conflicts  # some technique edits the lines another one edited: the case this is about
+
+
+def test_a_line_of_descent_gets_at_most_one_technique_of_a_group() -> None:
+    """Adam replaces SGD, so momentum for SGD changes nothing after it: the two are one group. Their diffs
+    edit different lines and would stack, so only the group keeps momentum off Adam's descendants."""
+    env = load_environment(ROOT / "environments" / "digits")
+    baseline = env.read_editable()
+    techniques = {t.key: t for t in load_catalog(env)[0]}
+    assert techniques["adam"].group == techniques["momentum"].group == "optimizer"
+    adam = apply_diff(baseline, techniques["adam"].diff)
+    adam_early_stop = apply_diff(adam, techniques["early_stop"].diff)
+    apply_diff(adam_early_stop, techniques["momentum"].diff, base=baseline)  # it applies
+    lineage = _line_of_descent(
+        baseline, ("adam", IdeaOrigin.CATALOG, adam), ("early_stop", IdeaOrigin.CATALOG, adam_early_stop)
+    )
+    proposer = CatalogProposer(env, mutation_rate=0.0)
+    proposer.mutations = []
+    assert sorted(_techniques_proposed(proposer, lineage, 3, adam_early_stop)) == ["larger_batch", "mlp"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ('group = "moves"', "technique 'move_x': group 'moves' has no other technique"),
+        ('group = "Moves!"', r"technique\.0\.group: String should match pattern"),
+    ],
+)
+def test_a_catalog_group_is_a_name_shared_by_alternatives(
+    tmp_path: Path, entries: str, expected: str
+) -> None:
+    root = tmp_path / "tiny"
+    shutil.copytree(ENVIRONMENTS_DIR / "tiny", root)
+    catalog = root / "catalog.toml"
+    catalog.write_text(catalog.read_text().replace('key = "move_x"\n', f'key = "move_x"\n{entries}\n', 1))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_catalog(load_environment(root))
+    assert str(info.value).startswith(str(catalog))
+
+
+def test_nanogpt_proposes_its_export_technique_only_under_the_preset_whose_size_cap_reads_the_export() -> (
+    None
+):
+    """Saving in bf16 moves val_bpb by rounding alone; under golf it makes room under the size cap."""
+    env = load_environment(NANOGPT)
+    assert env.spec.unscored("cpu") == {"export"} and env.spec.unscored("golf") == frozenset()
+    baseline = env.read_editable()
+    for preset, proposed in (("cpu", False), ("golf", True)):
+        proposer = CatalogProposer(env, mutation_rate=0.0, preset=preset)
+        lineage = _line_of_descent(baseline)
+        asked = proposer.propose(lineage.trials[1], baseline, lineage, random.Random(0), surface="export")
+        assert asked is not None and (asked.key == "bf16_export") is proposed
+        proposer.mutations = []
+        assert ("bf16_export" in _techniques_proposed(proposer, lineage, 1, baseline)) is proposed

@@ -78,7 +78,7 @@ def drive_campaign(
             campaign,
             env,
             None,
-            agents.proposer if agents else CatalogProposer(env, campaign.goal),
+            agents.proposer if agents else CatalogProposer(env, campaign.goal, preset=campaign.preset),
             _observer(campaign, settings),
             novelty=agents.novelty if agents else None,
             analyst=agents.analyst if agents else None,

@@ -2,7 +2,8 @@
 
 `catalog.toml` lists techniques (an idea plus the diff that implements it against the baseline)
 and mutations (multiply or set one `name = number` line of an editable file). Edits reach the
-parent's code through the same patch pipeline as any other proposer's.
+parent's code through the same patch pipeline as any other proposer's. Techniques of one `group`
+are alternatives (two activations, two schedules): a line of descent gets at most one of them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TechniqueEntry(StrictModel):
     surface: str
     hypothesis: str = Field(min_length=1)
     diff: str
+    group: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
 
 
 class MutationEntry(StrictModel):
@@ -53,6 +55,19 @@ class CatalogFile(StrictModel):
     technique: list[TechniqueEntry] = Field(default_factory=list)
     mutation: list[MutationEntry] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _groups_have_alternatives(self) -> CatalogFile:
+        members: dict[str, list[str]] = {}
+        for t in self.technique:
+            if t.group is not None:
+                members.setdefault(t.group, []).append(t.key)
+        for group, keys in members.items():
+            if len(keys) < 2:  # most likely a misspelt group name
+                raise ValueError(
+                    f"technique {keys[0]!r}: group {group!r} has no other technique; a group names alternatives"
+                )
+        return self
+
 
 @dataclass(frozen=True)
 class Technique:
@@ -60,6 +75,7 @@ class Technique:
     surface: str
     hypothesis: str
     diff: str
+    group: str | None = None  # alternatives share a group and are never stacked
 
 
 def load_catalog(env: Environment) -> tuple[list[Technique], list[MutationEntry]]:
@@ -73,7 +89,7 @@ def load_catalog(env: Environment) -> tuple[list[Technique], list[MutationEntry]
         if not diff_path.is_file():
             raise ConfigError(f"{path}: technique {entry.key!r}: diff file {entry.diff} does not exist")
         techniques.append(
-            Technique(entry.key, entry.surface, entry.hypothesis.strip(), diff_path.read_text())
+            Technique(entry.key, entry.surface, entry.hypothesis.strip(), diff_path.read_text(), entry.group)
         )
     return techniques, list(parsed.mutation)
 
@@ -84,11 +100,19 @@ def _format(value: float, integer: bool) -> str:
 
 class CatalogProposer:
     """Untried techniques first (those sharing most words with the research goal lead), mixed with mutations.
-    An entry whose program some trial already measures (a mutation that sets the learning rate to 0.0001,
-    after a technique that sets it to 1e-4) is left out."""
+    Left out for a parent: a technique whose diff does not apply to its code, one of a group its line of
+    descent already has, an entry on a surface the preset's metric cannot see, and an entry whose program
+    some trial already measures (a mutation that sets the learning rate to 0.0001, after a technique that
+    sets it to 1e-4)."""
 
-    def __init__(self, env: Environment, goal: str = "", mutation_rate: float = 0.3) -> None:
-        self.techniques, self.mutations = load_catalog(env)
+    def __init__(
+        self, env: Environment, goal: str = "", mutation_rate: float = 0.3, preset: str | None = None
+    ) -> None:
+        techniques, mutations = load_catalog(env)
+        unscored = env.spec.unscored(env.preset(preset)[0])
+        self.techniques = [t for t in techniques if t.surface not in unscored]
+        self.mutations = [m for m in mutations if m.surface not in unscored]
+        self._group_of = {t.key: t.group for t in techniques if t.group is not None}
         self.baseline_code = env.read_editable()
         self.programs = Programs(self.baseline_code)
         self.mutation_rate = mutation_rate
@@ -120,14 +144,17 @@ class CatalogProposer:
         rng: random.Random,
         surface: str | None,
     ) -> Proposal | None:
-        blocked = lineage.ancestry_keys(parent.id) | lineage.tried_on(parent.id)
+        ancestry = lineage.ancestry_keys(parent.id)
+        blocked = ancestry | lineage.tried_on(parent.id)
+        groups = {self._group_of[key] for key in ancestry if key in self._group_of}
         measured = {self.programs.of_diff(diff) for diff in lineage.measured_code()}
         fresh = [
             t
             for t in self.techniques
             if t.key not in blocked
             and surface in (None, t.surface)
-            and not self._measured(parent_code, t.diff, measured)
+            and t.group not in groups
+            and self._makes_new_program(parent_code, t.diff, measured)
         ]
         mutations = [m for m in self.mutations if surface in (None, m.surface)]
         if fresh and (not mutations or rng.random() >= self.mutation_rate):
@@ -137,14 +164,18 @@ class CatalogProposer:
             return self._technique(fresh, lineage, rng)
         return mutation
 
-    def _measured(self, parent_code: Mapping[str, str], technique_diff: str, measured: Set[str]) -> bool:
-        """Whether the technique makes a program some trial measures; one that does not apply is left to
-        the implementer, which says why."""
+    def _makes_new_program(
+        self, parent_code: Mapping[str, str], technique_diff: str, measured: Set[str]
+    ) -> bool:
+        """Whether the technique applies to the parent's code as the implementer will apply it (3-way
+        against the baseline), making a program no trial measures yet. One that edits the lines an
+        ancestor's technique edited does not apply: proposed, it would only spend a trial on
+        patch_failed."""
         try:
             child = apply_diff(parent_code, technique_diff, base=self.baseline_code)
         except PatchError:
             return False
-        return program_of(child) in measured
+        return program_of(child) not in measured
 
     def _technique(self, fresh: list[Technique], lineage: Lineage, rng: random.Random) -> Proposal:
         def rank(t: Technique) -> tuple[int, bool]:
