@@ -26,6 +26,24 @@ class ScoreWithCurve(ScoreRecipe):
         return replace(super().run(job, cancel), curve=curve)
 
 
+def _records(path: Path) -> bytes:
+    """The records of a .wandb file, joined. It is a LevelDB log: 32 KiB blocks of chunks, each with a
+    7-byte header, so a record that crosses a block boundary is split, and a text searched for in the
+    raw bytes is missed whenever it happens to straddle one."""
+    data, block, header = path.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
+    chunks, pos = [], header  # the file starts with its own 7-byte header
+    while pos + header <= len(data):
+        left = block - pos % block
+        if left < header:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        chunks.append(data[pos + header : pos + header + length])
+        pos += header + length
+    return b"".join(chunks)
+
+
 def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_curve_and_score(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -46,7 +64,7 @@ def test_every_finished_trial_is_an_offline_wandb_run_with_its_idea_curve_and_sc
 
     runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 3
-    records = b"".join(run.read_bytes() for run in runs)
+    records = b"".join(_records(run) for run in runs)
     for trial in store.list_trials(campaign.id):
         assert f"tracked-{trial.number}".encode() in records
         assert store.get_idea(trial.idea_id).hypothesis.encode() in records
