@@ -15,7 +15,7 @@ $(BIN)/autoresearch: pyproject.toml
 install: $(BIN)/autoresearch
 
 demo: install
-	$(BIN)/autoresearch run nanogpt --preset cpu --trials 8 --concurrency 2 \
+	$(BIN)/autoresearch run nanogpt --preset cpu --trials 6 --concurrency 2 --confirm-top 2 \
 		--goal "lower val bpb; try architecture changes first"
 
 test: install

@@ -38,6 +38,7 @@ from autoresearch.adapters.sandbox import UNSANDBOXED, Sandbox, make_sandbox
 from autoresearch.adapters.tracker import tracker_for
 from autoresearch.agents.build import check_clients, open_agents, preflight_preset
 from autoresearch.agents.config import CATALOG, AgentsConfig, agents_config
+from autoresearch.domain.confirmation import seed_noise, verdict
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import (
     Campaign,
@@ -47,6 +48,7 @@ from autoresearch.domain.model import (
     IdeaOrigin,
     Scope,
     Trial,
+    TrialRole,
     TrialStatus,
 )
 from autoresearch.domain.placement import GpuPool
@@ -65,6 +67,7 @@ from autoresearch.services.campaign import (
 from autoresearch.services.envcheck import CheckReport, check_environment, report_dict
 from autoresearch.services.environments import new_environment, register_environment
 from autoresearch.services.proposer import Proposal, Proposer
+from autoresearch.services.reproduce import reproduce as run_again
 from autoresearch.services.runner import TrialRunner, prepare_data
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings, load_settings
@@ -201,7 +204,7 @@ class LiveView:
             self.live.__exit__(None, None, None)
 
     def _update_best(self, trial: Trial) -> None:
-        if trial.score is None or not trial.is_scored:
+        if trial.score is None or not trial.is_scored or not trial.is_search:
             return
         if (
             self.best is None
@@ -220,7 +223,17 @@ class LiveView:
             self.durations.append(trial.duration_s)
         self._update_best(trial)
         outcome = f"{self.metric} {trial.score:.4f}" if trial.is_scored else f"{trial.label}: {trial.reason}"
-        self._refresh(f"trial {trial.number} {trial.status}: {outcome}  ({idea.title})")
+        if trial.test_score is not None:
+            outcome += f", test {trial.test_score:.4f}"
+        what = (
+            idea.title
+            if trial.is_search
+            else f"{trial.role} of trial {self._number(trial.confirms)}, seed {trial.seed}: {idea.title}"
+        )
+        self._refresh(f"trial {trial.number} {trial.status}: {outcome}  ({what})")
+
+    def _number(self, trial_id: int | None) -> int | str:
+        return next((t.number for t, _ in self.rows.values() if t.id == trial_id), "?")
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -232,8 +245,21 @@ class LiveView:
         else:
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
 
+    def _noise(self) -> str:
+        """The baseline's spread over the seeds it ran on so far: the band a gain must clear."""
+        scores = [
+            t.score
+            for t, idea in self.rows.values()
+            if idea.origin is IdeaOrigin.BASELINE and t.score is not None
+        ]
+        sd = seed_noise(scores)
+        return f"noise ±{sd:.4f} (baseline sd, {len(scores)} seeds)" if sd is not None else "noise -"
+
     def _eta(self) -> str:
-        done = sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t, _ in self.rows.values())
+        done = sum(
+            t.spends_search_budget and t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED)
+            for t, _ in self.rows.values()
+        )
         left = self.campaign.trial_budget - done
         if not self.durations or left <= 0:
             return "-"
@@ -256,14 +282,14 @@ class LiveView:
         parents = {t.id: t.number for t, _ in self.rows.values()}
         shown = sorted(self.rows.items())
         for number, (trial, idea) in shown:
-            if trial.is_scored and trial.score is not None:
+            if trial.is_search and trial.is_scored and trial.score is not None:
                 best = trial.score if best is None or self.direction.better(trial.score, best) else best
             if len(shown) > 18 and number < shown[-18][0] and number != 0:
                 continue
             table.add_row(
                 str(number),
                 "" if trial.parent_id is None else str(parents.get(trial.parent_id, "?")),
-                idea.title,
+                idea.title if trial.is_search else f"{trial.role}, seed {trial.seed}: {idea.title}",
                 _status_text(trial.status, trial.label),
                 f"{trial.score:.4f}" if trial.score is not None else "",
                 f"{best:.4f}" if best is not None else "",
@@ -275,7 +301,7 @@ class LiveView:
         )
         header = Text.from_markup(
             f"[b]{self.campaign.name}[/]  {self.campaign.strategy}  "
-            f"best {best_text}  elapsed {elapsed / 60:.1f} min  ETA {self._eta()}"
+            f"best {best_text}  {self._noise()}  elapsed {elapsed / 60:.1f} min  ETA {self._eta()}"
         )
         return Group(header, table, *(Text(n, style="yellow") for n in self.notes[-3:]))
 
@@ -382,13 +408,20 @@ def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> 
     if best is not None and best.score is not None and baseline is not None and best.id != baseline.id:
         gain = f" ({best.score - baseline.score:+.4f} vs baseline)" if baseline.score is not None else ""
         console.print(
-            f"[b green]best (trial {best.number}): {metric.name} {best.score:.4f} {metric.unit}{gain}[/]"
+            f"[b]best of the search (trial {best.number}, seed {best.seed}): "
+            f"{metric.name} {best.score:.4f} {metric.unit}{gain}[/]"
         )
         chain = " -> ".join(store.get_idea(t.idea_id).title for t in reports.path_to(store, best)[1:])
         console.print(f"lineage: {chain}")
         _print_diff(best.code_diff)
     elif best is not None:
         console.print("no trial beat the baseline.")
+    ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
+    confirmed = reports.confirmation_report(store.list_trials(campaign.id), ideas, metric.direction)
+    if confirmed is not None:
+        _print_confirmed(confirmed)
+    elif campaign.confirm_seeds == 0:
+        console.print("[yellow]unconfirmed: one seed's score, on the split the search chose it by[/]")
     llm = reports.llm_report(store, campaign)
     if llm:
         _print_llm_usage(llm)
@@ -396,6 +429,42 @@ def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> 
         console.print(f"[yellow]no more ideas: {outcome.proposer_stopped}[/]")
     if outcome.stopped_by_user:
         console.print(f"stopped. Carry on with: [b]autoresearch resume {campaign.name}[/]")
+
+
+def _print_confirmed(confirmed: dict[str, Any]) -> None:
+    """The confirmed programs, search score beside the fresh seeds' scores, and the verdict."""
+    split = confirmed["split"]
+    table = Table(title=f"confirmed on fresh seeds (reported on {split})", title_justify="left")
+    for column in (
+        "trial",
+        "idea",
+        "search",
+        "fresh seeds: val",
+        "sd",
+        split if split == "test" else "",
+        "vs baseline",
+        "95 % interval",
+    ):
+        if column:
+            table.add_column(column, justify="left" if column == "idea" else "right")
+    for row in (confirmed["baseline"], *confirmed["candidates"]):
+        val, reported, difference = row["val"], row[split], row["difference"]
+        cells = [
+            str(row["trial"]),
+            row["idea"],
+            _fmt(row["search_score"]),
+            f"{_fmt(val['mean'] if val else None)}" + (f" (n={val['n']})" if val else ""),
+            _fmt(val["sd"] if val else None),
+        ]
+        if split == "test":
+            cells.append(_fmt(reported["mean"] if reported else None))
+        cells.append(f"{difference['mean']:+.4f}" if difference else "")
+        cells.append(f"[{difference['low']:+.4f}, {difference['high']:+.4f}]" if difference else "")
+        style = "green" if row["beyond_noise"] else None
+        table.add_row(*cells, style=style)
+    console.print(table)
+    colour = "green" if confirmed["improved"] else "yellow"
+    console.print(f"[b {colour}]{escape(confirmed['summary'])}[/]", highlight=False)
 
 
 def _print_llm_usage(llm: dict[str, Any]) -> None:
@@ -457,7 +526,7 @@ def _gpu_pool(gpus: str | None, slots_per_gpu: int) -> GpuPool | None:
 PresetOpt = Annotated[
     str | None, typer.Option(help="Preset of the environment (default: the environment's).")
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed every trial trains with.")]
+SeedOpt = Annotated[int, typer.Option(help="The search's seed: the strategy's and the proposer's choices.")]
 
 
 @app.command()
@@ -468,6 +537,30 @@ def run(
     trials: Annotated[int, typer.Option(help="Trials to run, the baseline included.")] = 10,
     concurrency: Annotated[int, typer.Option(help="Trials in flight at once.")] = 2,
     seed: SeedOpt = 0,
+    train_seed: Annotated[
+        int,
+        typer.Option(help="The seed every search trial trains with; confirmation uses the ones after it."),
+    ] = 0,
+    confirm_top: Annotated[
+        int | None,
+        typer.Option(
+            help="When the search ends, re-run its best N distinct programs and the baseline on fresh seeds "
+            "(default: AUTORESEARCH_CONFIRM_TOP, 3)."
+        ),
+    ] = None,
+    confirm_seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="Fresh seeds of each confirmation; 0 turns it off (default: AUTORESEARCH_CONFIRM_SEEDS, 3)."
+        ),
+    ] = None,
+    race: Annotated[
+        int | None,
+        typer.Option(
+            help="Re-runs of a child that looks like a new best, within the noise, before it may be a parent "
+            "(default: AUTORESEARCH_RACE, 1; 0 turns racing off)."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Campaign name (default: ENV-PRESET-TIMESTAMP).")] = None,
     goal: Annotated[
         str, typer.Option(help="The research goal in words; the proposer favours what it names.")
@@ -533,6 +626,10 @@ def run(
             "trials": trials,
             "concurrency": concurrency,
             "seed": seed,
+            "train_seed": train_seed,
+            "confirm_top": confirm_top,
+            "confirm_seeds": confirm_seeds,
+            "race": race,
             "name": name,
             "goal": goal or f"improve {environment}",
             "proposer": None if proposer_model == CATALOG else proposer_model,
@@ -576,15 +673,25 @@ def run(
             trials=trials,
             concurrency=concurrency,
             seed=seed,
+            train_seed=train_seed,
+            confirm_top=settings.confirm_top if confirm_top is None else confirm_top,
+            confirm_seeds=settings.confirm_seeds if confirm_seeds is None else confirm_seeds,
+            race=settings.race if race is None else race,
             name=name,
             goal=goal,
             agents=agents.model_dump(mode="json") if agents else None,
             distributed=distributed,
         )
         who = f"ideas by {agents.proposer}" if agents else "ideas from the catalog"
+        confirmation = (
+            f"then the best {campaign.confirm_top} and the baseline on {campaign.confirm_seeds} fresh seeds"
+            if campaign.confirm_seeds
+            else "no confirmation"
+        )
         console.print(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
-            f"{trials} trials, {concurrency} at a time, {who}" + (", on the cluster" if distributed else "")
+            f"{trials} search trials ({confirmation}), {concurrency} at a time, {who}"
+            + (", on the cluster" if distributed else "")
         )
         if sandbox is None:  # distributed: the cluster's controller drives it
             _follow(store, campaign, env)
@@ -656,11 +763,12 @@ def _follow_remote(client: ApiClient, name: str, poll_s: float = 2.0) -> None:
 def _outcome_of(store: Store, campaign: Campaign, env: Environment) -> CampaignOutcome:
     """A finished distributed campaign's outcome, read back from the store."""
     trials = store.list_trials(campaign.id)
-    scored = [t for t in trials if t.is_scored and t.score is not None]
+    scored = [t for t in trials if t.is_search and t.is_scored and t.score is not None]
     direction = env.spec.metric.direction
     best = min(scored, key=lambda t: direction.sort_key(t.score or 0.0), default=None)
     first = next((t for t in trials if t.number == 0), None)  # the baseline, or its last retry
-    baseline = [t for t in trials if t.idea_id == first.idea_id][-1] if first is not None else None
+    searched = [t for t in trials if t.is_search]
+    baseline = [t for t in searched if t.idea_id == first.idea_id][-1] if first is not None else None
     return CampaignOutcome(
         campaign=campaign,
         stopped_by_user=campaign.status is CampaignStatus.STOPPED,
@@ -668,6 +776,7 @@ def _outcome_of(store: Store, campaign: Campaign, env: Environment) -> CampaignO
         proposer_stopped="",
         best=best,
         baseline=baseline,
+        confirmed=verdict(trials, baseline, direction) if baseline is not None else None,
     )
 
 
@@ -737,6 +846,81 @@ class _UserPatch:
             return None
         self.used = True
         return self.proposal
+
+
+@app.command()
+def reproduce(
+    ref: Annotated[str, typer.Argument(metavar="TRIAL", help="Trial id, or CAMPAIGN:NUMBER.")],
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Runs: the first at the trial's own seed, the others on further seeds (its noise)."
+        ),
+    ] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a finished trial again from its record and compare: the score at its own seed against the
+    recorded one, within the noise floor; and what changed since (environment, versions, hardware)."""
+    settings = load_settings()
+    with _store(settings) as store:
+        trial = _find_trial(store, ref)
+        campaign = store.get_campaign(trial.campaign_id)
+        env = find_environment(campaign.environment, settings.environment_search_path)
+        ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
+        confirmed = reports.confirmation_report(
+            store.list_trials(campaign.id), ideas, env.spec.metric.direction
+        )
+    if not trial.is_scored:
+        raise ConfigError(f"trial {trial.number} has no score to reproduce ({trial.label or trial.status})")
+    sandbox = _local_sandbox(settings)
+    with console.status(f"preparing data for {env.name}..."):
+        data_dir = prepare_data(env, settings)
+    runner = TrialRunner(env, campaign.preset, settings, sandbox, data_dir)
+    baseline_val = confirmed["baseline"]["val"] if confirmed else None
+    with console.status(f"re-running trial {trial.number} of {campaign.name} ({seeds} run(s))..."):
+        found = run_again(
+            trial, env, runner, seeds=seeds, campaign_noise=baseline_val["sd"] if baseline_val else None
+        )
+    result = {
+        "campaign": campaign.name,
+        "trial": trial.number,
+        "recorded": trial.score,
+        "runs": [dataclasses.asdict(run) for run in found.runs],
+        "difference": found.difference,
+        "noise_floor": found.noise_floor,
+        "program_noise": found.program_noise,
+        "campaign_noise": found.campaign_noise,
+        "reproduced": found.reproduced,
+        "changed": {key: {"then": then, "now": now} for key, (then, now) in found.changed.items()},
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        _print_reproduction(result, env)
+    if found.reproduced is False:
+        raise typer.Exit(1)
+
+
+def _print_reproduction(result: dict[str, Any], env: Environment) -> None:
+    metric = env.spec.metric.name
+    console.print(
+        f"[b]trial {result['trial']}[/] of {result['campaign']}: recorded {metric} {_fmt(result['recorded'])}"
+    )
+    for run in result["runs"]:
+        outcome = _fmt(run["score"]) if run["score"] is not None else f"[red]{escape(run['failure'])}[/]"
+        console.print(f"  re-run at seed {run['seed']}: {outcome}", highlight=False)
+    floor = result["noise_floor"]
+    difference = result["difference"]
+    said = f"difference {difference:+.6f}" if difference is not None else "no score at the recorded seed"
+    said += f", noise floor (sd) {floor:.6f}" if floor is not None else ""
+    if result["reproduced"] is None:
+        console.print(f"[yellow]{said}: no noise floor to judge by; run with --seeds 3[/]")
+    elif result["reproduced"]:
+        console.print(f"[b green]reproduced: {said}[/]")
+    else:
+        console.print(f"[b red]not reproduced: {said}[/]")
+    for key, change in result["changed"].items():
+        console.print(f"  [yellow]{key} changed:[/] {change['then']} -> {change['now']}", highlight=False)
 
 
 @app.command("try")
@@ -1129,13 +1313,23 @@ def _print_campaign_report(report: dict[str, Any]) -> None:
     if c["goal"]:
         console.print(f"goal: {c['goal']}")
     console.print(", ".join(f"{n} {s}" for s, n in report["counts"].items()))
-    board = Table(title="leaderboard", title_justify="left")
-    for column in ("rank", "trial", "parent", "score", "idea"):
+    board = Table(title="leaderboard (by search score)", title_justify="left")
+    for column in ("rank", "trial", "parent", "search score", "confirmed", "test", "idea"):
         board.add_column(column)
     for i, row in enumerate(report["leaderboard"], 1):
         parent = "" if row["parent"] is None else str(row["parent"])
-        board.add_row(str(i), str(row["number"]), parent, _fmt(row["score"]), row["idea"])
+        board.add_row(
+            str(i),
+            str(row["number"]),
+            parent,
+            _fmt(row["score"]),
+            _fmt(row["confirmed"]),
+            _fmt(row["test"]),
+            row["idea"],
+        )
     console.print(board)
+    if report["confirmed"]:
+        _print_confirmed(report["confirmed"])
     if report["labels"]:
         console.print("failures: " + ", ".join(f"{label} {n}" for label, n in report["labels"].items()))
     console.print(_lineage_tree(report["lineage"]))
@@ -1156,7 +1350,10 @@ def _lineage_tree(nodes: list[dict[str, Any]]) -> Tree:
         outcome = (
             _fmt(node["score"]) if node["score"] is not None else f"[red]{node['label'] or node['status']}[/]"
         )
-        branches[node["id"]] = parent.add(f"{node['number']}  {outcome}  {node['idea']}", highlight=False)
+        role = "  [dim](confirmation)[/]" if node.get("role") == TrialRole.CONFIRM else ""
+        branches[node["id"]] = parent.add(
+            f"{node['number']}  {outcome}  {node['idea']}{role}", highlight=False
+        )
     return tree
 
 

@@ -307,6 +307,14 @@ class Environment:
     def protected_digests(self) -> dict[str, str]:
         return {f: sha256_file(self.root / f) for f in self.protected_files}
 
+    @cached_property
+    def digest(self) -> str:
+        """One sha256 over every file of the environment (its name and content): the version a trial ran."""
+        whole = hashlib.sha256()
+        for relpath in self._files():
+            whole.update(f"{relpath}\0{sha256_file(self.root / relpath)}\0".encode())
+        return whole.hexdigest()
+
 
 def _matches(relpath: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(relpath, pattern) for pattern in patterns)

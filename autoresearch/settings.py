@@ -94,6 +94,23 @@ class Settings(BaseSettings):
     log_cap_bytes: int = Field(default=2_000_000, gt=0, description="Each phase's log is cut beyond this.")
     log_tail_bytes: int = Field(default=4_000, gt=0, description="How much of the log a trial record keeps.")
     keep_trial_dirs: bool = Field(default=True, description="Keep each trial's working copy and logs.")
+    confirm_top: int = Field(
+        default=3,
+        ge=0,
+        description="A new campaign's default: its best distinct programs re-run on fresh seeds when the search ends.",
+    )
+    race: int = Field(
+        default=1,
+        ge=0,
+        description="A new campaign's default: re-runs of a child that looks like a new best, within noise, "
+        "before it may be a parent (0: none).",
+    )
+    confirm_seeds: int = Field(
+        default=3,
+        ge=0,
+        description="A new campaign's default: the fresh seeds each confirmed program and the baseline run on "
+        "(0: no confirmation).",
+    )
 
     # LLM providers ---------------------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(

@@ -19,7 +19,7 @@ import pytest
 
 from autoresearch.adapters.db import open_store
 from autoresearch.domain.diffs import make_diff
-from autoresearch.domain.model import FailureLabel, Scope, Trial, TrialStatus
+from autoresearch.domain.model import FailureLabel, Scope, Trial, TrialRole, TrialStatus
 from autoresearch.services.auth import authenticate
 from autoresearch.testing import ENVIRONMENTS_DIR
 
@@ -34,6 +34,10 @@ def cli_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
         "AUTORESEARCH_DATA_DIR": str(tmp_path / "data"),
         "AUTORESEARCH_DATABASE_URL": sqlite_url,
         "AUTORESEARCH_ENVIRONMENTS_PATH": str(ENVIRONMENTS_DIR),
+        # Campaigns here confirm and race nothing unless a test asks: test_confirmation covers both.
+        "AUTORESEARCH_CONFIRM_TOP": "0",
+        "AUTORESEARCH_CONFIRM_SEEDS": "0",
+        "AUTORESEARCH_RACE": "0",
         "COLUMNS": "200",
     }
     return env
@@ -56,7 +60,7 @@ def cli(cli_env: dict[str, str]) -> Cli:
 
 def test_a_tiny_campaign_improves_on_its_baseline_and_lists_as_json(cli: Cli) -> None:
     done = cli("run", "tiny", "--trials", "10", "--concurrency", "2", "--name", "t1")
-    assert "best (trial" in done.stdout
+    assert "best of the search (trial" in done.stdout
     rows = json.loads(cli("campaigns", "--json").stdout)
     assert [r["name"] for r in rows] == ["t1"]
     assert rows[0]["trials_done"] == 10, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -257,23 +261,58 @@ def test_a_stopped_campaign_resumes_without_losing_or_rerunning_a_finished_trial
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial(
+def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial_and_confirms_its_best(
     cli: Cli, cli_env: dict[str, str], backend: str, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue(f"{backend}_url")
     cli_env["AUTORESEARCH_DATABASE_URL"] = url
-    cli("run", "nanogpt", "--preset", "smoke", "--trials", "8", "--concurrency", "2", "--name", "smoke")
+    confirm = ("--confirm-top", "1", "--confirm-seeds", "2", "--race", "1")
+    done = cli(
+        "run",
+        "nanogpt",
+        "--preset",
+        "smoke",
+        "--trials",
+        "8",
+        "--concurrency",
+        "2",
+        *confirm,
+        "--name",
+        "smoke",
+    )
+    assert "confirmed on fresh seeds (reported on test)" in done.stdout
+    assert "beyond noise" in done.stdout  # the verdict, whichever way it went
     rows = json.loads(cli("campaigns", "--json").stdout)
     assert rows[0]["trials_done"] == 8
     store = open_store(url)
     trials = store.list_trials(store.get_campaign("smoke").id)
     store.close()
-    assert len(trials) == 8
+    spent = [t for t in trials if t.role is not TrialRole.CONFIRM]
+    assert len(spent) == 8
     for trial in trials:
         assert (trial.status is TrialStatus.SUCCEEDED and trial.score is not None) or trial.label is not None
     assert trials[0].score is not None and 3.5 < trials[0].score < 5.0  # the baseline learned something
     steps = [point["step"] for point in trials[0].curve]  # its training curve, from its progress lines
     assert len(steps) >= 10 and steps == sorted(steps) and all("loss" in p for p in trials[0].curve)
+    confirmations = [t for t in trials if t.role is TrialRole.CONFIRM]
+    assert len(confirmations) == 4 and {t.seed for t in confirmations} == {1, 2}
+    assert all(t.test_score is not None and t.test_score != t.score for t in confirmations if t.is_scored)
+    assert all(t.test_score is None for t in spent)  # the search never evaluates the test split
+    record = trials[0].record
+    assert record["environment"] == "nanogpt" and record["seed"] == 0 and record["preset"] == "smoke"
+    assert len(record["environment_digest"]) == 64 and record["code_hash"] == trials[0].code_hash
+    assert record["packages"]["torch"] and record["python"] and record["sandbox"] == "bwrap"
+
+    report = json.loads(cli("show", "smoke", "--json").stdout)["confirmed"]
+    assert report["split"] == "test" and report["pending"] == 0
+    assert report["baseline"]["test"]["n"] == 2 and report["baseline"]["val"]["n"] == 2
+    shown = cli("show", "smoke").stdout
+    assert "confirmed" in shown and "search score" in shown
+
+    again = json.loads(cli("reproduce", "smoke:0", "--seeds", "2", "--json").stdout)
+    assert again["recorded"] == trials[0].score and again["runs"][0]["seed"] == 0
+    assert again["reproduced"] is True and abs(again["difference"]) <= (again["noise_floor"] or 0.0)
+    assert again["changed"] == {}
 
 
 @pytest.mark.slow

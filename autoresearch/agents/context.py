@@ -66,7 +66,7 @@ def path_text(lineage: Lineage, trial: Trial) -> str:
 
 
 def best_text(lineage: Lineage, direction: Direction, k: int = 4) -> str:
-    scored = [t for t in lineage.trials.values() if t.is_scored and t.score is not None]
+    scored = [t for t in lineage.trials.values() if t.is_search and t.is_scored and t.score is not None]
     scored.sort(key=lambda t: direction.sort_key(t.score or 0.0))
     if not scored:
         return "none yet"

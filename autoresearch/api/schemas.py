@@ -22,6 +22,7 @@ from autoresearch.domain.model import (
     Scope,
     Trial,
     TrialBrief,
+    TrialRole,
     TrialStatus,
 )
 from autoresearch.domain.strategies import STRATEGIES
@@ -162,7 +163,27 @@ class CampaignCreate(_Input):
     )
     trials: int = Field(default=10, ge=1, description="Trials to run, the baseline included.")
     concurrency: int = Field(default=2, ge=1, description="Trials in flight at once.")
-    seed: int = 0
+    seed: int = Field(default=0, description="The search's seed: the strategy's and the proposer's choices.")
+    train_seed: int = Field(default=0, description="The seed every search trial trains with.")
+    confirm_top: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Best distinct programs re-run on fresh seeds when the search ends (default: the server's, 3).",
+    )
+    confirm_seeds: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Fresh seeds of each confirmation; 0: none (default: the server's, 3).",
+    )
+    race: int | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="Re-runs of a child that looks like a new best, within the noise, before it may be a "
+        "parent; 0: none (default: the server's, 1).",
+    )
     name: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -234,6 +255,10 @@ class CampaignPublic(BaseModel):
     trial_budget: int
     concurrency: int
     seed: int
+    train_seed: int
+    confirm_top: int
+    confirm_seeds: int
+    race: int
     distributed: bool = Field(description="Driven by the cluster's controller (all campaigns made here are).")
     controller: str = Field(description="The controller driving it now (host:pid), or empty.")
     created_at: datetime
@@ -277,6 +302,9 @@ class TrialSummary(BaseModel):
     pinned: bool
     vetoed: bool
     seed: int
+    role: TrialRole = Field(
+        description="`search`, or `confirm`: a re-run on a fresh seed of the trial it confirms."
+    )
     worker: str
     duration_s: float | None
     created_at: datetime | None
@@ -294,6 +322,7 @@ def trial_summary(trial: Trial | TrialBrief, parent: int | None) -> TrialSummary
         pinned=trial.pinned,
         vetoed=trial.vetoed,
         seed=trial.seed,
+        role=trial.role,
         worker=trial.worker,
         duration_s=trial.duration_s,
         created_at=trial.created_at,
@@ -317,6 +346,53 @@ class CampaignDetailPublic(CampaignPublic):
     last_event: int = Field(
         description="The id of the newest trial event: stream `/events?after=` it for what comes next."
     )
+    confirmed: ConfirmationPublic | None = Field(
+        description="What the confirmation runs say; null when the campaign confirms nothing (yet)."
+    )
+
+
+class EstimatePublic(BaseModel):
+    n: int
+    mean: float
+    sd: float | None = Field(description="Across seeds; null with one seed.")
+    scores: dict[int, float] = Field(description="Score by training seed.")
+
+
+class DifferencePublic(BaseModel):
+    mean: float = Field(description="Mean score minus the baseline's.")
+    low: float = Field(description="The bootstrap 95 % interval's lower end.")
+    high: float
+    paired: bool = Field(
+        description="Both ran on the same seeds, and the per-seed differences were resampled."
+    )
+
+
+class ConfirmedProgramPublic(BaseModel):
+    trial: int = Field(description="The number of the search trial whose program was re-run.")
+    idea: str
+    search_score: float | None = Field(
+        description="What the search measured: one seed, on the split it chose by."
+    )
+    val: EstimatePublic | None = Field(description="On the search's split, over the fresh seeds.")
+    test: EstimatePublic | None = Field(description="On the environment's test split, over the fresh seeds.")
+    failed: int
+    difference: DifferencePublic | None = Field(description="Against the baseline, on the reported split.")
+    beyond_noise: bool
+
+
+class ConfirmationPublic(BaseModel):
+    split: str = Field(description="Where the result is reported: `test`, or `val` without a test split.")
+    baseline: ConfirmedProgramPublic
+    candidates: list[ConfirmedProgramPublic] = Field(
+        description="Best first, by their mean on the search's split."
+    )
+    winner: int | None
+    improved: bool = Field(
+        description="The winner's interval against the baseline excludes zero, on the better side."
+    )
+    pending: int = Field(description="Confirmation trials not finished yet.")
+    direction: Direction
+    summary: str
 
 
 # ideas -----------------------------------------------------------------------------------------
@@ -410,6 +486,12 @@ class TrialPublic(TrialSummary):
     )
     analysis: str
     retry_of: int | None = Field(description="The number of the trial this one ran again.")
+    confirms: int | None = Field(description="The number of the search trial a confirmation re-runs.")
+    test_score: float | None = Field(description="On the environment's test split: confirmation runs only.")
+    record: dict[str, Any] = Field(
+        description="What it ran on: environment digest, preset, seed, code hash, Python and package "
+        "versions, hardware, sandbox."
+    )
     lineage: list[int] = Field(description="Trial numbers from the baseline down to this one.")
     patches: list[PatchPublic] = Field(description="Every implementation attempt, in order.")
     llm_calls: list[LLMCallSummary]
@@ -427,6 +509,7 @@ class LineageNode(BaseModel):
     pinned: bool
     vetoed: bool
     retry_of: int | None
+    role: TrialRole
 
 
 class LineagePublic(BaseModel):

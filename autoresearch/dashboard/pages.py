@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from autoresearch import __version__
 from autoresearch.api.dependencies import settings_of, store_of
+from autoresearch.api.routes.campaigns import confirmed, installed_environment
 from autoresearch.dashboard import session
 from autoresearch.dashboard.diffs import CodeDiff, code_diff
 from autoresearch.domain.model import Campaign, FailureLabel, Scope, Trial, TrialStatus
@@ -143,16 +144,19 @@ def campaign_page(ref: str, request: Request) -> Response:
     viewer = viewer_of(request)
     if viewer is None:
         return _sign_in_first(request)
+    store = store_of(request)
     try:
-        campaign = store_of(request).get_campaign(ref)
+        campaign = store.get_campaign(ref)
     except NotFound as exc:
         return _not_found(viewer, str(exc))
+    env = installed_environment(settings_of(request), campaign.environment)
     return render(
         "campaign.html",
         viewer=viewer,
         campaign=campaign,
         statuses=list(TrialStatus),
         labels=list(FailureLabel),
+        confirmed=confirmed(store, campaign, env.spec.metric.direction if env is not None else None),
     )
 
 
@@ -173,6 +177,7 @@ def trial_page(ref: str, number: int, request: Request) -> Response:
         if parent is not None
         else CodeDiff("", "the baseline has no parent")
     )
+    rerun_of = store.get_trial(trial.confirms) if trial.confirms is not None else None
     return render(
         "trial.html",
         viewer=viewer,
@@ -180,6 +185,7 @@ def trial_page(ref: str, number: int, request: Request) -> Response:
         trial=trial,
         parent=parent,
         against_parent=against_parent,
+        rerun_of=rerun_of,
     )
 
 

@@ -45,7 +45,8 @@ class Lineage:
         key = self.ideas[trial.idea_id].key if trial.idea_id in self.ideas else ""
         inherited = self._ancestry_keys.get(trial.parent_id, frozenset())
         self._ancestry_keys[trial.id] = inherited | {key} if key else inherited
-        self._children[trial.parent_id].append(trial.id)
+        if trial.is_search:  # a confirmation re-runs its parent's program: it is no child of it
+            self._children[trial.parent_id].append(trial.id)
 
     def ancestry_keys(self, trial_id: int) -> frozenset[str]:
         """The keys of every idea on the path from the baseline to this trial, itself included."""

@@ -102,6 +102,14 @@ class IdeaOrigin(enum.StrEnum):
     LLM = "llm"  # written by an LLM proposer; its patch by an LLM implementer
 
 
+class TrialRole(enum.StrEnum):
+    """What a trial measures for the campaign."""
+
+    SEARCH = "search"  # a step of the search: its score steers the strategy
+    RACE = "race"  # a promising search trial's program re-run on another seed before it may be a parent
+    CONFIRM = "confirm"  # a re-run of a searched program on a fresh seed, scored on the test split too
+
+
 class Role(enum.StrEnum):
     """The LLM agents of a campaign; each has its own model, prompts and budget."""
 
@@ -120,9 +128,13 @@ class Campaign:
     goal: str
     trial_budget: int
     concurrency: int
-    seed: int
+    seed: int  # the search's own seed: the strategy's and the proposer's choices
     status: CampaignStatus
     created_at: datetime
+    train_seed: int = 0  # every search trial trains with it; confirmation runs on fresh seeds
+    confirm_top: int = 0  # the best distinct programs re-run when the search ends
+    confirm_seeds: int = 0  # fresh training seeds each of them (and the baseline) is re-run on
+    race: int = 0  # re-runs of a child that looks like a new best, within noise, before it may be a parent
     agents: Mapping[str, Any] = field(default_factory=dict)  # LLM models, budgets (agents.AgentsConfig)
     distributed: bool = False  # driven by `autoresearch controller`, its trials run on workers
     controller: str = ""  # who holds the controller lease ("host:pid"), if anyone does
@@ -193,6 +205,8 @@ class TrialResult:
     log_tail: str = ""
     code_hash: str = ""
     curve: tuple[Mapping[str, float], ...] = ()  # training progress, {"step": n, "loss": x, ...} each
+    test_score: float | None = None  # on the environment's test split: confirmation runs only
+    record: Mapping[str, Any] = field(default_factory=dict)  # what it ran on, to reproduce it (`reproduce`)
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.SUCCEEDED:
@@ -244,6 +258,24 @@ class Trial:
     curve: tuple[Mapping[str, float], ...] = ()  # training progress, {"step": n, "loss": x, ...} each
     pinned: bool = False  # a person keeps it among the parents the strategy chooses from
     vetoed: bool = False  # a person forbids it as a parent
+    role: TrialRole = TrialRole.SEARCH
+    confirms: int | None = None  # the search trial a confirmation or a race re-runs
+    test_score: float | None = None
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_search(self) -> bool:
+        return self.role is TrialRole.SEARCH
+
+    @property
+    def certifies(self) -> bool:
+        """Only a confirmation is scored on the test split: nothing the search chooses by ever is."""
+        return self.role is TrialRole.CONFIRM
+
+    @property
+    def spends_search_budget(self) -> bool:
+        """Search trials and their races use up the trial budget; confirmation comes on top of it."""
+        return self.role is not TrialRole.CONFIRM
 
     @property
     def is_scored(self) -> bool:
@@ -367,6 +399,7 @@ class TrialQuery:
 
     statuses: tuple[TrialStatus, ...] = ()
     labels: tuple[FailureLabel, ...] = ()
+    roles: tuple[TrialRole, ...] = ()  # all when empty
     min_score: float | None = None
     max_score: float | None = None
     sort: TrialSort = TrialSort.NUMBER
@@ -388,6 +421,7 @@ class TrialBrief:
     pinned: bool
     vetoed: bool
     seed: int
+    role: TrialRole
     worker: str
     duration_s: float | None
     created_at: datetime | None
@@ -415,3 +449,4 @@ class LineageEntry:
     origin: IdeaOrigin
     pinned: bool
     vetoed: bool
+    role: TrialRole = TrialRole.SEARCH

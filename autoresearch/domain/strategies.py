@@ -22,9 +22,11 @@ class Population:
         self.direction = direction
         self.baseline_id = baseline_id
         self._ranked: list[tuple[float, int]] = []
+        self.scores: dict[int, float] = {}  # each member's standing: its score, or its runs' mean
 
     def add(self, trial_id: int, score: float) -> None:
         bisect.insort(self._ranked, (self.direction.sort_key(score), trial_id))
+        self.scores[trial_id] = score
 
     def __len__(self) -> int:
         return len(self._ranked)

@@ -13,7 +13,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,6 +21,15 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
+from autoresearch.domain.confirmation import (
+    Verdict,
+    clearly_better,
+    confirm_candidates,
+    fresh_seeds,
+    race_seeds,
+    seed_noise,
+    verdict,
+)
 from autoresearch.domain.diffs import apply_diff
 from autoresearch.domain.lineage import Lineage
 from autoresearch.domain.model import (
@@ -31,6 +40,7 @@ from autoresearch.domain.model import (
     IdeaOrigin,
     Trial,
     TrialResult,
+    TrialRole,
     TrialStatus,
 )
 from autoresearch.domain.placement import GpuPool
@@ -119,8 +129,9 @@ class CampaignOutcome:
     stopped_by_user: bool
     exhausted: bool  # the proposer had nothing left to try
     proposer_stopped: str  # why the proposer stopped early (a budget spent...), or ""
-    best: Trial | None
+    best: Trial | None  # by its search score
     baseline: Trial | None
+    confirmed: Verdict | None  # what the confirmation runs say, when there were any
 
 
 def create_campaign(
@@ -134,6 +145,10 @@ def create_campaign(
     seed: int,
     name: str | None,
     goal: str,
+    train_seed: int = 0,
+    confirm_top: int = 0,
+    confirm_seeds: int = 0,
+    race: int = 0,
     agents: Mapping[str, Any] | None = None,
     distributed: bool = False,
 ) -> Campaign:
@@ -143,6 +158,15 @@ def create_campaign(
         raise ConfigError(f"--trials must be at least 1 (the baseline), got {trials}")
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+    if confirm_top < 0 or confirm_seeds < 0 or (confirm_top > 0) != (confirm_seeds > 0):
+        raise ConfigError(
+            f"--confirm-top {confirm_top} --confirm-seeds {confirm_seeds}: both at least 1, or both 0 "
+            "(no confirmation)"
+        )
+    if confirm_seeds == 1:
+        raise ConfigError("--confirm-seeds 1 measures no noise: give at least 2, or 0 for no confirmation")
+    if race < 0:
+        raise ConfigError(f"--race must be 0 (no racing) or more, got {race}")
     preset_name, chosen = env.preset(preset)
     if unset := [key for key, path in chosen.inputs.items() if not path]:
         raise ConfigError(
@@ -159,6 +183,10 @@ def create_campaign(
         trial_budget=trials,
         concurrency=concurrency,
         seed=seed,
+        train_seed=train_seed,
+        confirm_top=confirm_top,
+        confirm_seeds=confirm_seeds,
+        race=race,
         agents=agents,
         distributed=distributed,
     )
@@ -227,6 +255,8 @@ class CampaignController:
         self.vetoed: set[int] = set()
         self.last_idea_id = 0  # ideas after this one are new to the controller
         self.unimplemented: list[Idea] = []  # ideas with no trial yet, implemented before any new one
+        self.to_race: list[Trial] = []  # promising children waiting for their re-runs to be queued
+        self.racing: dict[int, list[int]] = {}  # a child -> its re-runs: it is no parent until they end
         if execution is None:
             if runner is None:
                 raise ValueError("a campaign run in this process needs a runner")
@@ -242,7 +272,7 @@ class CampaignController:
                 implementer or DiffImplementer(env, self.baseline_code),
                 self.baseline_code,
                 concurrency=campaign.concurrency,
-                seed=campaign.seed,
+                seed=campaign.train_seed,
                 gpus=gpus,
                 gpu_need=gpu_need,
             )
@@ -266,11 +296,15 @@ class CampaignController:
                 self.observer.trial_started(trial, self.lineage.idea_of(trial))
             while True:
                 self._follow_steering(cancel)
-                while self._start_run(running, cancel) or self._start_implementation(
-                    running, implementing, cancel
+                while (
+                    self._start_run(running, cancel)
+                    or self._start_race(running, implementing, cancel)
+                    or self._start_implementation(running, implementing, cancel)
                 ):
                     pass
-                if not (running or implementing) or (cancel.is_set() and execution.detached):
+                if cancel.is_set() and execution.detached:
+                    break
+                if not (running or implementing) and not self._confirm_the_best(cancel):
                     break
                 done, _ = wait([*running, *implementing], timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -302,14 +336,69 @@ class CampaignController:
                 "the proposer has no untried idea left for any good parent: the campaign ends early"
             )
         best_id = self.population.best(1)
+        baseline = self.lineage.trials.get(self.baseline_id)
         return CampaignOutcome(
             campaign=store.get_campaign(campaign.id),
             stopped_by_user=stopped,
             exhausted=self.exhausted,
             proposer_stopped=self.proposer_stopped,
             best=self.lineage.trials[best_id[0]] if best_id else None,
-            baseline=self.lineage.trials.get(self.baseline_id),
+            baseline=baseline,
+            confirmed=self.verdict(),
         )
+
+    def verdict(self) -> Verdict | None:
+        baseline = self.lineage.trials.get(self.baseline_id)
+        if baseline is None:
+            return None
+        trials = sorted(self.lineage.trials.values(), key=lambda t: t.number)
+        direction = self.env.spec.metric.direction
+        return verdict(trials, baseline, direction)
+
+    # -- confirmation ---------------------------------------------------------------------------
+    def _confirm_the_best(self, cancel: threading.Event) -> bool:
+        """Once the search has nothing in flight and nothing left to start: queue the confirmation of its
+        best programs (the baseline's was queued with the baseline). True when trials were queued."""
+        if cancel.is_set() or self.execution.broken or not self.campaign.confirm_seeds:
+            return False
+        best = confirm_candidates(
+            (self.lineage.trials[trial_id] for trial_id in self.population.ranked()),
+            self.lineage.trials[self.baseline_id],
+            self.campaign.confirm_top,
+            lambda t: self.programs.of_diff(t.code_diff),
+        )
+        queued = [trial for chosen in best for trial in self._confirm(chosen)]
+        if queued:
+            self.observer.note(
+                f"confirming the best {len(best)} programs on {self.campaign.confirm_seeds} fresh seeds "
+                f"({len(queued)} trials)"
+            )
+        return bool(queued)
+
+    def _confirm(self, trial: Trial) -> list[Trial]:
+        """Queue the re-runs of the trial's program on each fresh seed it has no confirmation on yet."""
+        done = {
+            t.seed
+            for t in self.lineage.trials.values()
+            if t.role is TrialRole.CONFIRM and t.idea_id == trial.idea_id
+        }
+        queued = []
+        for seed in fresh_seeds(self.campaign.train_seed, self.campaign.confirm_seeds):
+            if seed in done:
+                continue
+            rerun = self.store.add_trial(
+                self.campaign.id,
+                idea_id=trial.idea_id,
+                parent_id=trial.id,
+                seed=seed,
+                code_diff=trial.code_diff,
+                role=TrialRole.CONFIRM,
+                confirms=trial.id,
+            )
+            self.lineage.add(rerun)
+            self.ready.append(rerun)
+            queued.append(rerun)
+        return queued
 
     def _follow_steering(self, cancel: threading.Event, *, now: bool = False) -> None:
         """Take in what people changed through the API, at most every STEERING_POLL_S: a pause or cancel,
@@ -393,8 +482,7 @@ class CampaignController:
         """Implement one more idea when fewer are ready than the open run slots (plus the run-ahead)."""
         if cancel.is_set() or self.execution.broken or self.exhausted or self.proposer_stopped:
             return False
-        planned = len(running) + len(self.ready) + len(implementing)
-        if self.counted + planned >= self.campaign.trial_budget:
+        if self._search_budget_left(running, implementing) <= 0:
             return False
         open_slots = max(self.campaign.concurrency - len(running), 0)
         if len(self.ready) + len(implementing) >= open_slots + self.execution.run_ahead:
@@ -413,6 +501,99 @@ class CampaignController:
             self._stop_proposing(exc)
             return False
         return True
+
+    def _search_budget_left(
+        self, running: Mapping[Future[Trial], Trial], implementing: Mapping[Any, Idea]
+    ) -> int:
+        """Trials the search may still start: its budget less what ran and what is under way."""
+        planned = sum(t.spends_search_budget for t in (*running.values(), *self.ready)) + len(implementing)
+        return self.campaign.trial_budget - self.counted - planned
+
+    # -- racing: a promising child is re-run before it may be a parent -----------------------------
+    def noise(self) -> float | None:
+        """The baseline's seed-to-seed sd: its search run, its races and its confirmation runs."""
+        baseline = self.lineage.trials.get(self.baseline_id)
+        if baseline is None:
+            return None
+        return seed_noise(
+            t.score
+            for t in self.lineage.trials.values()
+            if t.idea_id == baseline.idea_id and t.is_scored and t.score is not None
+        )
+
+    def _promising(self, child: Trial) -> bool:
+        """It would be the new best, but not by more than the noise: one seed's luck may have put it there."""
+        best = self.population.best(1)
+        if not self.campaign.race or not best or child.score is None:
+            return False
+        standing = self.population.scores[best[0]]
+        direction = self.env.spec.metric.direction
+        return direction.better(child.score, standing) and not clearly_better(
+            child.score, standing, self.noise(), direction
+        )
+
+    def _start_race(
+        self,
+        running: Mapping[Future[Trial], Trial],
+        implementing: Mapping[Future[Trial], Idea],
+        cancel: threading.Event,
+    ) -> bool:
+        """Queue the re-runs of the next promising child; with no budget left for them, it stands on its
+        one score."""
+        if cancel.is_set() or self.execution.broken or not self.to_race:
+            return False
+        child = self.to_race.pop(0)
+        seeds = race_seeds(self.campaign.train_seed, self.campaign.race)
+        if self._search_budget_left(running, implementing) < len(seeds):
+            self._stand(child)
+            return True
+        self.racing[child.id] = []
+        for seed in seeds:
+            rerun = self.store.add_trial(
+                self.campaign.id,
+                idea_id=child.idea_id,
+                parent_id=child.id,
+                seed=seed,
+                code_diff=child.code_diff,
+                role=TrialRole.RACE,
+                confirms=child.id,
+            )
+            self.lineage.add(rerun)
+            self.ready.append(rerun)
+            self.racing[child.id].append(rerun.id)
+        self.observer.note(
+            f"trial {child.number} would be the new best, within the noise: re-running it on "
+            f"{len(seeds)} more seed(s) before it may be a parent"
+        )
+        return True
+
+    def _raced(self, rerun: Trial) -> None:
+        """A re-run ended: once its child's re-runs all have, the child stands on the mean of its scores."""
+        child_id = rerun.confirms
+        if child_id is None or child_id not in self.racing:
+            return
+        reruns = [self.lineage.trials[i] for i in self.racing[child_id]]
+        retrying = {t.id for t in self.retries}
+        if any(not t.status.is_terminal or t.id in retrying for t in reruns):
+            return
+        del self.racing[child_id]
+        self._stand(self.lineage.trials[child_id], reruns)
+
+    def _stand(self, child: Trial, reruns: Sequence[Trial] = ()) -> None:
+        """The child joins the parents the strategy chooses from."""
+        standing = self._standing(child, reruns)
+        self.population.add(child.id, standing)
+        self.exhausted = False  # a new parent: the proposer may have ideas for it
+        if reruns:
+            best = " (the new best)" if self.population.best(1) == [child.id] else ""
+            self.observer.note(
+                f"trial {child.number} stands at {standing:.4f}, its mean over its seeds{best}"
+            )
+
+    @staticmethod
+    def _standing(child: Trial, reruns: Sequence[Trial]) -> float:
+        scores = [s for s in (child.score, *(t.score for t in reruns if t.is_scored)) if s is not None]
+        return sum(scores) / len(scores)
 
     def _stop_proposing(self, why: ProposerStopped) -> None:
         if not self.proposer_stopped:
@@ -433,13 +614,23 @@ class CampaignController:
         ]
         self.retries = [t for t in trials if t.status is TrialStatus.INTERRUPTED and t.id not in retried]
         self.ready = [t for t in trials if t.status is TrialStatus.PENDING]  # implemented, not yet running
-        self.counted = sum(t.status in COUNTED for t in trials)
+        self.counted = sum(t.status in COUNTED and t.spends_search_budget for t in trials)
         baseline = next((t for t in trials if t.number == 0), None) or self._add_baseline()
         self.baseline_id = baseline.id
         self.population = Population(self.env.spec.metric.direction, baseline.id)
+        reruns: dict[int, list[Trial]] = {}
         for t in trials:
-            if t.is_scored and t.score is not None:
-                self.population.add(t.id, t.score)
+            if t.role is TrialRole.RACE and t.confirms is not None and t.id not in retried:
+                reruns.setdefault(t.confirms, []).append(t)
+        for t in trials:
+            if not (t.is_search and t.is_scored and t.score is not None):
+                continue
+            if any(
+                not r.status.is_terminal or r.status is TrialStatus.INTERRUPTED for r in reruns.get(t.id, ())
+            ):
+                self.racing[t.id] = [r.id for r in reruns[t.id]]  # the interrupted ones are retried below
+            else:
+                self.population.add(t.id, self._standing(t, reruns.get(t.id, [])))
         if self.novelty is not None:
             self.novelty.load([i for i in self.lineage.ideas.values() if i.origin is not IdeaOrigin.BASELINE])
 
@@ -452,10 +643,13 @@ class CampaignController:
         )
         self.lineage.add_idea(idea)
         trial = self.store.add_trial(
-            self.campaign.id, idea_id=idea.id, parent_id=None, seed=self.campaign.seed
+            self.campaign.id, idea_id=idea.id, parent_id=None, seed=self.campaign.train_seed
         )
         self.lineage.add(trial)
         self.ready.append(trial)
+        self._confirm(
+            trial
+        )  # first: the baseline's spread over seeds is the noise every gain is read against
         return trial
 
     def _retry(self, lost: Trial) -> Trial:
@@ -467,8 +661,12 @@ class CampaignController:
             seed=lost.seed,
             code_diff=lost.code_diff,
             retry_of=lost.id,
+            role=lost.role,
+            confirms=lost.confirms,
         )
         self.lineage.add(trial)
+        if lost.confirms in self.racing:
+            self.racing[lost.confirms] = [trial.id if i == lost.id else i for i in self.racing[lost.confirms]]
         if lost.id == self.baseline_id:
             self.baseline_id = self.population.baseline_id = trial.id
         return trial
@@ -498,7 +696,8 @@ class CampaignController:
 
     def _next_surface(self) -> str | None:
         """Under `specialists`, the surface furthest behind its equal share of the ideas; else None."""
-        surfaces = self.env.spec.surfaces
+        unscored = self.env.spec.unscored(self.campaign.preset)
+        surfaces = [surface for surface in self.env.spec.surfaces if surface not in unscored]
         if not (self.strategy.by_surface and surfaces):
             return None
         counts = dict.fromkeys(surfaces, 0)
@@ -553,20 +752,25 @@ class CampaignController:
         self.lineage.add(finished)
         if not finished.status.is_terminal:  # another process took it first: its record is not ours to end
             return
-        if finished.is_scored and finished.score is not None:
-            self.population.add(finished.id, finished.score)
-            self.exhausted = False  # a new parent: the proposer may have ideas for it
-        self.counted += finished.status in COUNTED
+        if finished.is_search and finished.is_scored and finished.score is not None:
+            if self._promising(finished):
+                self.to_race.append(finished)
+            else:
+                self._stand(finished)  # a new parent: the proposer may have ideas for it
+        self.counted += finished.status in COUNTED and finished.spends_search_budget
         self.observer.trial_finished(finished, self.lineage.idea_of(finished))
         if finished.label is FailureLabel.WORKER_LOST and retry and not self.execution.broken:
             if self._tries(finished) < MAX_TRIES:
                 self.retries.append(finished)
             else:
                 self.observer.note(f"trial {finished.number} lost its worker {MAX_TRIES} times: not retried")
+        if finished.role is TrialRole.RACE:
+            self._raced(finished)
         ran = finished.duration_s is not None  # a patch that never ran has nothing for the analyst to read
         if (
             self.analyst is not None
             and ran
+            and finished.is_search
             and finished.status in COUNTED
             and finished.id != self.baseline_id
         ):

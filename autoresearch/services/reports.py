@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+from autoresearch.domain.confirmation import Confirmed, Estimate, verdict
 from autoresearch.domain.model import (
     Campaign,
     Direction,
@@ -15,6 +16,7 @@ from autoresearch.domain.model import (
     LLMCall,
     Role,
     Trial,
+    TrialRole,
     TrialStatus,
     Usage,
 )
@@ -27,14 +29,88 @@ DirectionOf = Callable[[str], Direction]
 
 
 def _ranked(trials: list[Trial], direction: Direction) -> list[Trial]:
-    scored = [t for t in trials if t.is_scored and t.score is not None]
+    """The search's scored trials, best first by their search score."""
+    scored = [t for t in trials if t.is_search and t.is_scored and t.score is not None]
     return sorted(scored, key=lambda t: (direction.sort_key(t.score or 0.0), t.number))
 
 
 def _baseline(trials: list[Trial], ideas: dict[int, Idea]) -> Trial | None:
-    """The scored run of the baseline idea, else its latest attempt."""
-    runs = [t for t in trials if ideas[t.idea_id].origin is IdeaOrigin.BASELINE]
+    """The scored search run of the baseline idea, else its latest attempt."""
+    runs = [t for t in trials if t.is_search and ideas[t.idea_id].origin is IdeaOrigin.BASELINE]
     return next((t for t in runs if t.is_scored), runs[-1] if runs else None)
+
+
+def _estimate(scores: Mapping[int, float]) -> dict[str, Any] | None:
+    if not scores:
+        return None
+    estimate = Estimate(tuple(scores[seed] for seed in sorted(scores)))
+    return {"n": estimate.n, "mean": estimate.mean, "sd": estimate.sd, "scores": dict(sorted(scores.items()))}
+
+
+def confirmation_report(
+    trials: list[Trial], ideas: Mapping[int, Idea], direction: Direction
+) -> dict[str, Any] | None:
+    """The campaign's confirmed result: each confirmed program's search score beside its scores on fresh
+    seeds (the search's split and the test split), its difference to the baseline with a 95 % interval,
+    and a sentence that says whether anything beat the baseline beyond noise. None without confirmations."""
+    baseline = _baseline(trials, dict(ideas))
+    found = verdict(trials, baseline, direction) if baseline is not None else None
+    if found is None:
+        return None
+
+    def program(c: Confirmed) -> dict[str, Any]:
+        difference = found.differences.get(c.trial.id)
+        return {
+            "trial": c.trial.number,
+            "idea": ideas[c.trial.idea_id].title,
+            "search_score": c.trial.score,
+            "val": _estimate(c.val),
+            "test": _estimate(c.test),
+            "failed": c.failed,
+            "difference": asdict(difference) if difference is not None else None,
+            "beyond_noise": difference is not None and difference.beyond_noise(direction),
+        }
+
+    pending = sum(t.role is TrialRole.CONFIRM and not t.status.is_terminal for t in trials)
+    report = {
+        "split": found.split,
+        "baseline": program(found.baseline) | {"difference": None, "beyond_noise": False},
+        "candidates": [program(c) for c in found.candidates],
+        "winner": found.winner.trial.number if found.winner else None,
+        "improved": found.improved,
+        "pending": pending,
+        "direction": str(direction),
+    }
+    return report | {"summary": _confirmation_summary(report)}
+
+
+def _confirmation_summary(report: dict[str, Any]) -> str:
+    split = "the test split" if report["split"] == "test" else "fresh seeds of the search's split"
+    base = report["baseline"][report["split"]]
+    noise = (
+        f"baseline {base['mean']:.4f}, sd {base['sd']:.4f} over {base['n']} seeds"
+        if base and base["sd"]
+        else ""
+    )
+    if report["pending"]:
+        return f"confirmation is running: {report['pending']} trials to go"
+    if report["winner"] is None:
+        return "nothing to confirm: no program other than the baseline scored" + (
+            f" ({noise})" if noise else ""
+        )
+    winner = next(c for c in report["candidates"] if c["trial"] == report["winner"])
+    difference, measured = winner["difference"], winner[report["split"]]
+    if difference is None or measured is None:
+        return f"trial {winner['trial']} could not be compared with the baseline on {split}"
+    interval = f"95 % interval [{difference['low']:+.4f}, {difference['high']:+.4f}]"
+    said = (
+        f"trial {winner['trial']} ({winner['idea']}): {measured['mean']:.4f} on {split} over "
+        f"{measured['n']} seeds, {difference['mean']:+.4f} vs the baseline, {interval}"
+    )
+    if report["improved"]:
+        return f"improved beyond noise: {said} ({noise})"
+    worse = difference["low"] > 0 if report["direction"] == Direction.MINIMIZE else difference["high"] < 0
+    return f"nothing beyond noise: {said}, {'worse than the baseline' if worse else 'which includes zero'} ({noise})"
 
 
 def campaign_dict(campaign: Campaign) -> dict[str, Any]:
@@ -70,7 +146,10 @@ def campaign_rows(store: Store, direction_of: DirectionOf) -> list[dict[str, Any
         rows.append(
             campaign_dict(campaign)
             | {
-                "trials_done": sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials),
+                "trials_done": sum(
+                    t.spends_search_budget and t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED)
+                    for t in trials
+                ),
                 "baseline_score": baseline.score if baseline else None,
                 "best_score": ranked[0].score if ranked else None,
                 "best_trial": ranked[0].number if ranked else None,
@@ -99,6 +178,15 @@ def campaign_report(
     def number_of(trial_id: int | None) -> int | None:
         return by_id[trial_id].number if trial_id in by_id else None
 
+    confirmed = confirmation_report(trials, ideas, direction)
+    confirmed_by_number = {c["trial"]: c for c in (confirmed or {}).get("candidates", [])}
+    if confirmed is not None:
+        confirmed_by_number[confirmed["baseline"]["trial"]] = confirmed["baseline"]
+
+    def mean_of(number: int, split: str) -> float | None:
+        estimate = confirmed_by_number.get(number, {}).get(split)
+        return estimate["mean"] if estimate else None
+
     return {
         "campaign": campaign_dict(campaign),
         "counts": dict(sorted(Counter(str(t.status) for t in trials).items())),
@@ -109,6 +197,8 @@ def campaign_report(
                 "number": t.number,
                 "parent": number_of(t.parent_id),
                 "score": t.score,
+                "confirmed": mean_of(t.number, "val"),
+                "test": mean_of(t.number, "test"),
                 "idea": ideas[t.idea_id].title,
             }
             for t in ranked[:top]
@@ -122,12 +212,14 @@ def campaign_report(
                 "label": str(t.label) if t.label else None,
                 "score": t.score,
                 "idea": ideas[t.idea_id].title,
+                "role": str(t.role),
             }
             for t in trials
         ],
         "best": trial_dict(best) if best else None,
         "baseline": trial_dict(baseline) if baseline else None,
         "best_diff": best.code_diff if best else "",
+        "confirmed": confirmed,
         "llm": llm_report(store, campaign),
         "duplicates": [
             {"id": i.id, "hypothesis": i.hypothesis, "duplicate_of": i.duplicate_of}

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import math
 import os
+import platform
 import re
 import select
 import shutil
@@ -27,7 +29,9 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from autoresearch.adapters.artifacts import ArtifactStore, bundle_key, code_bundle, trial_key
 from autoresearch.adapters.sandbox import (
@@ -71,6 +75,7 @@ class TrialJob:
     code: Mapping[str, str]
     folder: str = ""  # under the campaign's trial folders; default: the trial's number
     devices: tuple[str, ...] | None = None  # the GPUs placed for it; None: what this process sees
+    certify: bool = False  # also score it on the environment's test split (confirmation runs only)
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,13 @@ class TrialRunner:
 
         evaluate, verdict = self._evaluate(job, train.seconds, deadline, cancel)
         failure = self._phase_failure("evaluation", evaluate) or self._judge(verdict)
-        return self._finish(job, root, started, train, evaluate, failure, verdict, digest)
+        test: tuple[PhaseOutcome, float | None] | None = None
+        if failure is None and job.certify and self.env.has_test_split:
+            phase, test_verdict = self._evaluate(job, train.seconds, deadline, cancel, split="test")
+            refused = self._phase_failure("evaluation on the test split", phase) or self._judge(test_verdict)
+            # Scored on the search's split, the trial stands; a test split that refuses it leaves no test score.
+            test = phase, None if refused else test_verdict[self.env.spec.metric.name]
+        return self._finish(job, root, started, train, evaluate, failure, verdict, digest, test)
 
     def evaluate_again(self, job: TrialJob, train_seconds: float) -> tuple[PhaseOutcome, dict[str, float]]:
         """The evaluator run once more on what the job's training left (its folder must still be there):
@@ -208,31 +219,41 @@ class TrialRunner:
         return self._evaluate(job, train_seconds, deadline, threading.Event())
 
     def _evaluate(
-        self, job: TrialJob, train_seconds: float, deadline: float, cancel: threading.Event
+        self,
+        job: TrialJob,
+        train_seconds: float,
+        deadline: float,
+        cancel: threading.Event,
+        split: str = "val",
     ) -> tuple[PhaseOutcome, dict[str, float]]:
+        """The evaluator on what training left, shown the data of one split: `val`, the search's, or `test`,
+        which only confirmation runs evaluate."""
         root = self.trial_dir(job)
         out_dir = root / "out"
+        data = self.env.spec.data.test if split == "test" else self.env.spec.data.evaluate
+        log = root / ("evaluate.log" if split == "val" else f"evaluate-{split}.log")
+        seconds = f"{train_seconds:.3f}"
         phase = self._run_phase(
             "evaluate",
-            self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=f"{train_seconds:.3f}"),
+            self._argv(self.env.spec.commands.evaluate, job, out_dir, train_seconds=seconds, split=split),
             cwd=self.env.root,
             mounts=Mounts(
                 readable=(
                     self.env.root,
                     out_dir,
-                    *(self.data_dir / f for f in self.env.spec.data.evaluate),
+                    *(self.data_dir / f for f in data),
                     *self.preset.input_paths,
                     PACKAGE_DIR,  # evaluators load what training left through autoresearch.exported
                 ),
                 hidden=self._hidden,
                 gpu=self._gpu,
             ),
-            log=root / "evaluate.log",
+            log=log,
             deadline=deadline,
             cancel=cancel,
             job=job,
         )
-        return phase, parse_summary(read_text(root / "evaluate.log"))
+        return phase, parse_summary(read_text(log))
 
     @property
     def _hidden(self) -> tuple[Path, ...]:
@@ -260,7 +281,7 @@ class TrialRunner:
         assert self.artifacts is not None
         if not self.artifacts.exists(bundle_key(digest)):
             self.artifacts.put(bundle_key(digest), code_bundle(job.code))
-        for name in ("train.log", "evaluate.log"):
+        for name in ("train.log", "evaluate.log", "evaluate-test.log"):
             with contextlib.suppress(OSError):
                 self.artifacts.put(trial_key(job.campaign_id, job.number, name), read_regular(root / name))
         outputs = sorted(regular_files(root / "out"))  # regular files only: never a link or a FIFO
@@ -466,8 +487,11 @@ class TrialRunner:
         failure: tuple[FailureLabel, str] | None,
         verdict: Mapping[str, float],
         digest: str,
+        test: tuple[PhaseOutcome, float | None] | None = None,
     ) -> TrialResult:
         tail = f"== train ==\n{train.tail}" + (f"\n== evaluate ==\n{evaluate.tail}" if evaluate else "")
+        if test is not None:
+            tail += f"\n== evaluate on the test split ==\n{test[0].tail}"
         last = evaluate or train
         details = {
             # What training printed is shown, never scored: the evaluator's verdict wins every clash.
@@ -477,6 +501,8 @@ class TrialRunner:
             "exit_code": last.exit_code,
             "log_tail": tail[-self.settings.log_tail_bytes :],
             "code_hash": digest,
+            "test_score": test[1] if test is not None else None,
+            "record": self.record(job, digest),
         }
         if self.artifacts is not None and not job.folder:  # preflight runs keep nothing
             self._keep_artifacts(job, root, digest)
@@ -485,6 +511,67 @@ class TrialRunner:
         if failure is not None:
             return TrialResult.failed(failure[0], failure[1], **details)
         return TrialResult.scored(verdict[self.env.spec.metric.name], **details)
+
+    def record(self, job: TrialJob, code_digest: str) -> dict[str, Any]:
+        """What a trial ran, on what: enough to run it again and to tell why a re-run differs."""
+        return {
+            "environment": self.env.name,
+            "environment_digest": self.env.digest,
+            "preset": self.preset_name,
+            "seed": job.seed,
+            "code_hash": code_digest,
+            "sandbox": self.sandbox.mode,
+            **self._platform,
+        }
+
+    @cached_property
+    def _platform(self) -> dict[str, Any]:
+        return platform_record(self.settings.python, gpu=self._gpu)
+
+
+def platform_record(python: str, *, gpu: bool) -> dict[str, Any]:
+    """The trial interpreter's Python and package versions, the CPU and, for a GPU preset, the GPUs and
+    driver; what cannot be read is left out."""
+    found: dict[str, Any] = {"machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count()}
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+        answer = subprocess.run(
+            [python, "-c", _VERSIONS], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        found |= json.loads(answer)
+    if gpu:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            answer = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            rows = [line.split(", ") for line in answer.splitlines() if line.strip()]
+            found["gpus"] = [row[0] for row in rows]
+            found["gpu_driver"] = rows[0][-1] if rows else ""
+    return found
+
+
+_VERSIONS = """
+import json, platform
+from importlib import metadata
+packages = {}
+for name in ("torch", "numpy", "transformers", "safetensors"):
+    try:
+        packages[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        pass
+print(json.dumps({"python": platform.python_version(), "packages": packages}))
+"""
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
 
 
 def _measured(train: PhaseOutcome) -> dict[str, float]:

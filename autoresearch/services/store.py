@@ -30,6 +30,7 @@ from autoresearch.domain.model import (
     TrialPage,
     TrialQuery,
     TrialResult,
+    TrialRole,
     TrialStatus,
     Usage,
     WorkerInfo,
@@ -50,6 +51,10 @@ class Store(ABC):
         trial_budget: int,
         concurrency: int,
         seed: int,
+        train_seed: int = 0,
+        confirm_top: int = 0,
+        confirm_seeds: int = 0,
+        race: int = 0,
         agents: Mapping[str, Any] | None = None,
         distributed: bool = False,
     ) -> Campaign:
@@ -132,9 +137,12 @@ class Store(ABC):
         seed: int,
         code_diff: str = "",
         retry_of: int | None = None,
+        role: TrialRole = TrialRole.SEARCH,
+        confirms: int | None = None,
     ) -> Trial:
         """A new PENDING trial numbered next in its campaign (the baseline is number 0). An idea has one
-        first trial (retry_of None): a second raises Conflict."""
+        first search trial (retry_of None): a second raises Conflict. Confirmations re-run an idea's
+        program as often as they need."""
 
     @abstractmethod
     def first_trial_of(self, idea_id: int) -> Trial | None:

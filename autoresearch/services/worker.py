@@ -43,7 +43,7 @@ def implement_queued(
     implementer = implementer_for(campaign, env)
     try:
         return implement_idea(
-            store, implementer, idea, proposal_of(idea), parent, parent_code, baseline, campaign.seed
+            store, implementer, idea, proposal_of(idea), parent, parent_code, baseline, campaign.train_seed
         )
     except Conflict:
         return None
@@ -85,7 +85,15 @@ def execute_trial(
     beating = threading.Thread(target=heartbeat, name=f"lease-{trial.id}", daemon=True)
     beating.start()
     try:
-        job = TrialJob(campaign.id, trial.id, trial.number, trial.seed, code, devices=devices)
+        job = TrialJob(
+            campaign.id,
+            trial.id,
+            trial.number,
+            trial.seed,
+            code,
+            devices=devices,
+            certify=trial.certifies,
+        )
         result = runner_for(env, campaign.preset).run(job, lost)
     finally:
         done.set()

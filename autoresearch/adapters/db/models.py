@@ -41,6 +41,7 @@ NAMING_CONVENTION = {
 
 # Long enough for every enum value; checked by the domain, not the database.
 ENUM_LENGTH = 32
+FIRST_OF_IDEA = "retry_of IS NULL AND role = 'search'"  # the trial that implemented its idea
 
 
 def utc_now() -> datetime:
@@ -90,7 +91,11 @@ class CampaignRow(Base):
     goal: Mapped[str] = mapped_column(Text)
     trial_budget: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(BigInteger)
+    seed: Mapped[int] = mapped_column(BigInteger)  # the search's: strategy and proposer
+    train_seed: Mapped[int] = mapped_column(BigInteger, default=0)  # every search trial trains with it
+    confirm_top: Mapped[int] = mapped_column(Integer, default=0)
+    confirm_seeds: Mapped[int] = mapped_column(Integer, default=0)
+    race: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     agents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -126,12 +131,13 @@ class TrialRow(Base):
         Index("ix_trials_campaign_id_score_number", "campaign_id", "score", "number"),  # pages by score
         Index("ix_trials_status_lease_expires_at", "status", "lease_expires_at"),  # the expiry sweep
         # An idea is implemented once: a second implementer (a redelivered task) cannot add its trial.
+        # Confirmations re-run an idea's program, and a retry its trial: neither is a second implementation.
         Index(
             "uq_trials_idea_id_first",
             "idea_id",
             unique=True,
-            sqlite_where=text("retry_of IS NULL"),
-            postgresql_where=text("retry_of IS NULL"),
+            sqlite_where=text(FIRST_OF_IDEA),
+            postgresql_where=text(FIRST_OF_IDEA),
         ),
     )
 
@@ -163,6 +169,10 @@ class TrialRow(Base):
     curve: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # encoded like metrics
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)  # a person keeps it a parent candidate
     vetoed: Mapped[bool] = mapped_column(Boolean, default=False)  # a person forbids it as a parent
+    role: Mapped[str] = mapped_column(String(ENUM_LENGTH), default="search")
+    confirms: Mapped[int | None] = mapped_column(ForeignKey("trials.id"))  # the trial a confirmation re-runs
+    test_score: Mapped[float | None] = mapped_column(Float)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # environment, versions, hardware
 
 
 class PatchRow(Base):

@@ -89,6 +89,7 @@ from autoresearch.domain.model import (
     TrialPage,
     TrialQuery,
     TrialResult,
+    TrialRole,
     TrialSort,
     TrialStatus,
     Usage,
@@ -160,7 +161,7 @@ _IDEAS_BY_ID = (
 
 _TRIAL_BY_ID = select(TrialRow).where(TrialRow.id == bindparam("trial_id"))
 _FIRST_TRIAL_OF_IDEA = select(TrialRow).where(
-    TrialRow.idea_id == bindparam("idea_id"), TrialRow.retry_of.is_(None)
+    TrialRow.idea_id == bindparam("idea_id"), TrialRow.retry_of.is_(None), TrialRow.role == TrialRole.SEARCH
 )
 _TRIAL_BY_NUMBER = select(TrialRow).where(
     TrialRow.campaign_id == bindparam("campaign_id"), TrialRow.number == bindparam("number")
@@ -183,6 +184,7 @@ def _brief_columns(trial: type[TrialRow]) -> tuple[Any, ...]:
         trial.pinned,
         trial.vetoed,
         trial.seed,
+        trial.role,
         trial.worker,
         trial.duration_s,
         trial.created_at,
@@ -338,6 +340,10 @@ def _campaign(row: Row[Any]) -> Campaign:
         seed=row.seed,
         status=CampaignStatus(row.status),
         created_at=row.created_at,
+        train_seed=row.train_seed,
+        confirm_top=row.confirm_top,
+        confirm_seeds=row.confirm_seeds,
+        race=row.race,
         agents=dict(row.agents or {}),
         distributed=row.distributed,
         controller=row.controller if row.controller_expires_at is not None else "",
@@ -389,6 +395,10 @@ def _trial(row: Row[Any]) -> Trial:
         curve=tuple(_decode_metrics(point) for point in row.curve or ()),
         pinned=row.pinned,
         vetoed=row.vetoed,
+        role=TrialRole(row.role),
+        confirms=row.confirms,
+        test_score=row.test_score,
+        record=dict(row.record or {}),
     )
 
 
@@ -430,6 +440,7 @@ def _page_statement(
     max_score: bool,
     sort: TrialSort,
     resumed: bool,
+    roles: tuple[TrialRole, ...] = (),
 ) -> Select[*tuple[Any, ...]]:
     """The SELECT of one shape of page of trials. Every value (campaign, score bounds, cursor, limit) is a
     parameter, so a shape is built once: building a statement costs more than running it."""
@@ -438,6 +449,8 @@ def _page_statement(
         statement = statement.where(_status_in(statuses))
     if labels:
         statement = statement.where(or_(*(TrialRow.label == str(label) for label in labels)))
+    if roles:
+        statement = statement.where(or_(*(TrialRow.role == str(role) for role in roles)))
     if min_score:
         statement = statement.where(TrialRow.score >= bindparam("min_score"))
     if max_score:
@@ -474,6 +487,7 @@ def _brief(row: Row[*tuple[Any, ...]], parent: int | None) -> TrialBrief:
         pinned,
         vetoed,
         seed,
+        role,
         worker,
         duration_s,
         created,
@@ -490,6 +504,7 @@ def _brief(row: Row[*tuple[Any, ...]], parent: int | None) -> TrialBrief:
         pinned=pinned,
         vetoed=vetoed,
         seed=seed,
+        role=TrialRole(role),
         worker=worker,
         duration_s=duration_s,
         created_at=created,
@@ -719,10 +734,18 @@ class SqlStore(Store):
         trial_budget: int,
         concurrency: int,
         seed: int,
+        train_seed: int = 0,
+        confirm_top: int = 0,
+        confirm_seeds: int = 0,
+        race: int = 0,
         agents: Mapping[str, Any] | None = None,
         distributed: bool = False,
     ) -> Campaign:
         values = {
+            "race": race,
+            "train_seed": train_seed,
+            "confirm_top": confirm_top,
+            "confirm_seeds": confirm_seeds,
             "name": name,
             "environment": environment,
             "preset": preset,
@@ -896,8 +919,13 @@ class SqlStore(Store):
         seed: int,
         code_diff: str = "",
         retry_of: int | None = None,
+        role: TrialRole = TrialRole.SEARCH,
+        confirms: int | None = None,
     ) -> Trial:
         values: dict[str, Any] = {
+            "role": role,
+            "confirms": confirms,
+            "record": {},
             "numbered_in": campaign_id,
             "campaign_id": campaign_id,
             "idea_id": idea_id,
@@ -921,7 +949,7 @@ class SqlStore(Store):
                 return _trial(row)
         except IntegrityError as exc:
             self._explain_missing_references(campaign_id, idea_id, parent_id, retry_of)
-            if retry_of is None and self.first_trial_of(idea_id) is not None:
+            if retry_of is None and role is TrialRole.SEARCH and self.first_trial_of(idea_id) is not None:
                 raise Conflict(f"idea {idea_id} already has its trial") from exc
             reason = _first_line(exc.orig or exc)
             raise StoreError(f"cannot add a trial to campaign {campaign_id}: {reason}") from exc
@@ -998,6 +1026,8 @@ class SqlStore(Store):
             "duration_s": result.duration_s,
             "log_tail": result.log_tail,
             "code_hash": result.code_hash,
+            "test_score": result.test_score,
+            "record": dict(result.record),
             "finished_at": utc_now(),
         }
         statement = _FINISH[result.status]
@@ -1070,6 +1100,7 @@ class SqlStore(Store):
                 TrialRow.score,
                 TrialRow.pinned,
                 TrialRow.vetoed,
+                TrialRow.role,
                 IdeaRow.hypothesis,
                 IdeaRow.origin,
                 IdeaRow.key,
@@ -1094,6 +1125,7 @@ class SqlStore(Store):
             score,
             pinned,
             vetoed,
+            role,
             hypothesis,
             origin,
             key,
@@ -1111,6 +1143,7 @@ class SqlStore(Store):
                     origin=origin,
                     pinned=pinned,
                     vetoed=vetoed,
+                    role=TrialRole(role),
                 )
             )
         return entries
@@ -1139,6 +1172,7 @@ class SqlStore(Store):
             query.max_score is not None,
             query.sort,
             query.after is not None,
+            tuple(sorted(set(query.roles))),
         )
         with self._reading() as connection:
             rows = connection.execute(statement, params).all()

@@ -20,6 +20,7 @@ from autoresearch.api.schemas import (
     CampaignDetailPublic,
     CampaignPublic,
     CampaignUpdate,
+    ConfirmationPublic,
     LLMBudgetPublic,
     LLMUsagePublic,
     TrialSummary,
@@ -34,6 +35,7 @@ from autoresearch.domain.model import (
     Direction,
     FailureLabel,
     TrialQuery,
+    TrialRole,
     TrialSort,
     TrialStatus,
     Usage,
@@ -41,7 +43,7 @@ from autoresearch.domain.model import (
 from autoresearch.environment import Environment
 from autoresearch.errors import AutoresearchError, ConfigError, Conflict, NotFound
 from autoresearch.services.campaign import COUNTED, create_campaign
-from autoresearch.services.reports import usage_dict
+from autoresearch.services.reports import confirmation_report, usage_dict
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
@@ -65,7 +67,8 @@ def best_trial(store: Store, campaign: Campaign, direction: Direction | None) ->
     if direction is None:
         return None
     sort = TrialSort.SCORE if direction is Direction.MINIMIZE else TrialSort.SCORE_DESC
-    page = store.page_trials(campaign.id, TrialQuery(statuses=(TrialStatus.SUCCEEDED,), sort=sort, limit=1))
+    query = TrialQuery(statuses=(TrialStatus.SUCCEEDED,), roles=(TrialRole.SEARCH,), sort=sort, limit=1)
+    page = store.page_trials(campaign.id, query)
     if not page.trials:
         return None
     best = page.trials[0]
@@ -109,7 +112,17 @@ def campaign_detail(
         llm=llm_usage(store, campaign),
         gpu_hours=gpu_hours(store, env, campaign),
         last_event=last_event,
+        confirmed=confirmed(store, campaign, direction),
     )
+
+
+def confirmed(store: Store, campaign: Campaign, direction: Direction | None) -> ConfirmationPublic | None:
+    """What confirmation runs say; only campaigns that confirm read every trial for it."""
+    if direction is None or not campaign.confirm_seeds:
+        return None
+    ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
+    report = confirmation_report(store.list_trials(campaign.id), ideas, direction)
+    return ConfirmationPublic.model_validate(report) if report is not None else None
 
 
 def gpu_hours(store: Store, env: Environment | None, campaign: Campaign) -> float | None:
@@ -159,6 +172,10 @@ def submit_campaign(store: Store, settings: Settings, body: CampaignCreate) -> C
             trials=body.trials,
             concurrency=body.concurrency,
             seed=body.seed,
+            train_seed=body.train_seed,
+            confirm_top=settings.confirm_top if body.confirm_top is None else body.confirm_top,
+            confirm_seeds=settings.confirm_seeds if body.confirm_seeds is None else body.confirm_seeds,
+            race=settings.race if body.race is None else body.race,
             name=body.name,
             goal=body.goal,
             agents=agents.model_dump(mode="json") if agents else None,

@@ -151,7 +151,8 @@
       xs.push(n.number);
       const scored = isScored(n);
       scores.push(scored ? n.score : null);
-      if (scored && (bestSoFar === null || better(n.score, bestSoFar))) bestSoFar = n.score;
+      // Races and confirmations re-measure a program: the search's best so far is read from search trials.
+      if (scored && n.role === "search" && (bestSoFar === null || better(n.score, bestSoFar))) bestSoFar = n.score;
       best.push(bestSoFar);
     }
     return [xs, scores, best];
