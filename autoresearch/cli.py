@@ -444,6 +444,8 @@ def _print_confirmed(confirmed: dict[str, Any]) -> None:
         split if split == "test" else "",
         "vs baseline",
         "95 % interval",
+        "train s",
+        "params",
     ):
         if column:
             table.add_column(column, justify="left" if column == "idea" else "right")
@@ -460,6 +462,9 @@ def _print_confirmed(confirmed: dict[str, Any]) -> None:
             cells.append(_fmt(reported["mean"] if reported else None))
         cells.append(f"{difference['mean']:+.4f}" if difference else "")
         cells.append(f"[{difference['low']:+.4f}, {difference['high']:+.4f}]" if difference else "")
+        # What it spent: a gain bought with a bigger model or longer training shows here.
+        cells.append(f"{row['train_seconds']:.1f}" if row["train_seconds"] is not None else "")
+        cells.append(f"{row['params']:,.0f}" if row["params"] is not None else "")
         style = "green" if row["beyond_noise"] else None
         table.add_row(*cells, style=style)
     console.print(table)
@@ -554,6 +559,13 @@ def run(
             help="Fresh seeds of each confirmation; 0 turns it off (default: AUTORESEARCH_CONFIRM_SEEDS, 3)."
         ),
     ] = None,
+    budget_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Also stop the search once its trials trained this many seconds in all (by the runner's "
+            "clock): a compute budget, so that an idea that trains longer spends more of it."
+        ),
+    ] = None,
     race: Annotated[
         int | None,
         typer.Option(
@@ -630,6 +642,7 @@ def run(
             "confirm_top": confirm_top,
             "confirm_seeds": confirm_seeds,
             "race": race,
+            "seconds_budget": budget_seconds,
             "name": name,
             "goal": goal or f"improve {environment}",
             "proposer": None if proposer_model == CATALOG else proposer_model,
@@ -677,6 +690,7 @@ def run(
             confirm_top=settings.confirm_top if confirm_top is None else confirm_top,
             confirm_seeds=settings.confirm_seeds if confirm_seeds is None else confirm_seeds,
             race=settings.race if race is None else race,
+            seconds_budget=budget_seconds,
             name=name,
             goal=goal,
             agents=agents.model_dump(mode="json") if agents else None,
@@ -690,7 +704,9 @@ def run(
         )
         console.print(
             f"campaign [b]{campaign.name}[/]: {env.name}/{campaign.preset}, {strategy}, "
-            f"{trials} search trials ({confirmation}), {concurrency} at a time, {who}"
+            f"{trials} search trials"
+            + (f" or {budget_seconds:g} s of training" if budget_seconds else "")
+            + f" ({confirmation}), {concurrency} at a time, {who}"
             + (", on the cluster" if distributed else "")
         )
         if sandbox is None:  # distributed: the cluster's controller drives it

@@ -312,6 +312,11 @@ def test_campaigns_are_listed_newest_first(api: Api, store: SqlStore) -> None:
         "trial_budget": 10,
         "concurrency": 2,
         "seed": 0,
+        "train_seed": 0,
+        "confirm_top": 0,
+        "confirm_seeds": 0,
+        "race": 0,
+        "seconds_budget": None,
         "distributed": True,
         "controller": "",
         "created_at": listed[0]["created_at"],
@@ -710,6 +715,11 @@ def test_submitting_a_goal_records_a_campaign_for_the_cluster(api: Api, store: S
             "trials": 7,
             "concurrency": 3,
             "seed": 5,
+            "train_seed": 9,
+            "confirm_top": 2,
+            "confirm_seeds": 4,
+            "race": 0,
+            "seconds_budget": 600,
             "name": "from-the-api",
             "proposer": "stand-in",
             "analyst": "none",
@@ -730,6 +740,13 @@ def test_submitting_a_goal_records_a_campaign_for_the_cluster(api: Api, store: S
         "seed": 5,
     }
     assert created["status"] == "running" and created["distributed"] is True
+    assert (created["train_seed"], created["confirm_top"], created["confirm_seeds"], created["race"]) == (
+        9,
+        2,
+        4,
+        0,
+    )
+    assert created["seconds_budget"] == 600
     stored = store.get_campaign("from-the-api")
     assert stored.distributed and stored.goal == "lower the loss"
     assert (stored.agents["proposer"], stored.agents["implementer"], stored.agents["analyst"]) == (
@@ -742,6 +759,12 @@ def test_submitting_a_goal_records_a_campaign_for_the_cluster(api: Api, store: S
     by_default = store.get_campaign(catalog.json()["id"])
     assert by_default.agents == {} and by_default.preset == "quick" and by_default.strategy == "evolve"
     assert by_default.name.startswith("tiny-quick-")
+    defaults = Settings()  # the server's: confirmation and racing are on unless a submission says otherwise
+    assert (by_default.confirm_top, by_default.confirm_seeds, by_default.race) == (
+        defaults.confirm_top,
+        defaults.confirm_seeds,
+        defaults.race,
+    )
     assert api.reader.get(catalog.headers["location"]).status_code == 200
 
 
@@ -753,6 +776,8 @@ def test_a_submission_with_bad_input_is_a_422_and_a_taken_name_a_409(api: Api, s
         "unknown preset": ({"preset": "huge"}, 422, "huge"),
         "unknown strategy": ({"strategy": "random-walk"}, 422, "random-walk"),
         "no trials": ({"trials": 0}, 422, "trials"),
+        "one confirmation seed": ({"confirm_seeds": 1}, 422, "confirm-seeds"),
+        "no compute": ({"seconds_budget": 0}, 422, "seconds_budget"),
         "no goal": ({"goal": ""}, 422, "goal"),
         "a model but no proposer": ({"implementer": "stand-in"}, 422, "implementer"),
         "a model without its API key": ({"proposer": "openai:gpt-5"}, 422, "OPENAI_API_KEY"),
@@ -987,6 +1012,7 @@ def test_pages_of_trials_hold_every_trial_exactly_once_in_every_order(api: Api, 
         "pinned": False,
         "vetoed": False,
         "seed": 0,
+        "role": "search",
         "worker": "",
         "duration_s": None,
         "created_at": first["created_at"],
@@ -1157,6 +1183,7 @@ def test_the_lineage_graph_has_every_trial_as_a_node_and_every_parent_as_an_edge
         "pinned": False,
         "vetoed": False,
         "retry_of": None,
+        "role": "search",
     }
     node = graph["nodes"][3]
     assert (node["title"], node["origin"], node["pinned"]) == ("idea 3", "catalog", True)

@@ -216,8 +216,21 @@ def _phase_frozen(pid: int) -> bool:
         with contextlib.suppress(OSError):
             if Path(f"/proc/{child}/cmdline").read_bytes() != ours:  # it has exec'd its phase
                 os.killpg(child, signal.SIGSTOP)
-                frozen = True
+                frozen = _stopped(child) or frozen
     return frozen
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped now. One that had already exited (a zombie, not yet reaped) takes no
+    signal: its trial finishes as the signal to the campaign lands, and there is nothing to cancel."""
+    for _ in range(100):  # SIGSTOP is delivered asynchronously: wait for the state to show it
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        if state in "Tt":
+            return True
+        if state in "ZX":
+            return False
+        time.sleep(0.01)
+    return False
 
 
 @pytest.mark.slow

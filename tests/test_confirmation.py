@@ -39,7 +39,8 @@ class NoisyRecipe:
         clean = self.signal * ((x - 3) ** 2 + (y + 1) ** 2) + 1
         score = clean + random.Random(f"{job.seed}").gauss(0, self.noise)
         test = score + self.shift if job.certify else None
-        return TrialResult.scored(score, duration_s=0.001, test_score=test)
+        # The runner's clock: a compute budget counts it.
+        return TrialResult.scored(score, duration_s=0.001, test_score=test, metrics={"train_seconds": 10.0})
 
 
 def _run(
@@ -51,6 +52,7 @@ def _run(
     seeds: int = 3,
     train_seed: int = 7,
     race: int = 0,
+    seconds_budget: float | None = None,
 ) -> CampaignOutcome:
     campaign = create_campaign(
         store,
@@ -66,6 +68,7 @@ def _run(
         confirm_top=top,
         confirm_seeds=seeds,
         race=race,
+        seconds_budget=seconds_budget,
     )
     controller = CampaignController(store, campaign, ENV, runner, CatalogProposer(ENV))  # type: ignore[arg-type]
     return controller.run()
@@ -184,3 +187,14 @@ def test_a_child_clearly_beyond_the_noise_is_not_re_run(store: SqlStore) -> None
     assert outcome.best is not None and outcome.baseline is not None
     assert outcome.best.score is not None and outcome.baseline.score is not None
     assert outcome.best.score < outcome.baseline.score
+
+
+def test_a_budget_in_training_seconds_stops_the_search_once_spent(store: SqlStore) -> None:
+    outcome = _run(store, NoisyRecipe(), trials=50, top=1, seeds=2, seconds_budget=35.0)
+    trials = store.list_trials(outcome.campaign.id)
+    search = [t for t in trials if t.role is not TrialRole.CONFIRM]
+    # 10 s each: none starts once 4 have trained (40 s); the 2 in flight then may still finish.
+    assert 4 <= len(search) <= 4 + outcome.campaign.concurrency
+    assert outcome.confirmed is not None  # it still confirms what it found
+    with pytest.raises(ConfigError, match="budget-seconds"):
+        _run(store, NoisyRecipe(), trials=2, seconds_budget=0.0)

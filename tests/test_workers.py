@@ -29,6 +29,7 @@ from autoresearch.domain.model import (
     IdeaOrigin,
     Trial,
     TrialResult,
+    TrialRole,
     TrialStatus,
 )
 from autoresearch.environment import find_environment
@@ -357,6 +358,7 @@ def test_a_nanogpt_campaign_runs_across_an_implement_worker_and_two_trial_worker
     trial_workers = [cluster.start_worker("--queues", "cpu") for _ in range(2)]
     cluster.start("controller")
     run = ("run", "nanogpt", "--preset", "smoke", "--trials", "6", "--concurrency", "2", "--name", "spread")
+    run += ("--confirm-top", "1", "--confirm-seeds", "2", "--race", "0")  # confirmation runs on workers too
     cli = subprocess.run(
         [sys.executable, "-m", "autoresearch", *run, "--distributed"],
         env=cluster.env,
@@ -368,11 +370,18 @@ def test_a_nanogpt_campaign_runs_across_an_implement_worker_and_two_trial_worker
     store = open_store(postgres_url)
     campaign = store.get_campaign("spread")
     trials = store.list_trials(campaign.id)
-    patched = [store.list_patches(t.id) for t in trials if t.number > 0]
+    patched = [store.list_patches(t.id) for t in trials if t.number > 0 and t.role is TrialRole.SEARCH]
     store.close()
     assert campaign.status is CampaignStatus.FINISHED
-    assert "best (trial" in cli.stdout or "no trial beat" in cli.stdout
-    assert len(trials) == 6 and all(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials)
+    assert "best of the search (trial" in cli.stdout or "no trial beat" in cli.stdout
+    assert "confirmed on fresh seeds (reported on test)" in cli.stdout
+    assert all(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials)
+    confirmations = [t for t in trials if t.role is TrialRole.CONFIRM]
+    assert len(trials) - len(confirmations) == 6 and len(confirmations) in (
+        2,
+        4,
+    )  # the baseline, and the best
+    assert all(t.test_score is not None for t in confirmations if t.is_scored)
     assert all(attempts for attempts in patched)  # every idea was implemented, on the implement worker
     ran_on = {t.worker.rsplit(":", 1)[1] for t in trials if t.worker}
     assert ran_on == {str(w.pid) for w in trial_workers} and str(implementer.pid) not in ran_on

@@ -177,6 +177,11 @@ class CampaignCreate(_Input):
         le=100,
         description="Fresh seeds of each confirmation; 0: none (default: the server's, 3).",
     )
+    seconds_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="Also stop the search once its trials trained this many seconds in all (runner's clock).",
+    )
     race: int | None = Field(
         default=None,
         ge=0,
@@ -259,6 +264,7 @@ class CampaignPublic(BaseModel):
     confirm_top: int
     confirm_seeds: int
     race: int
+    seconds_budget: float | None
     distributed: bool = Field(description="Driven by the cluster's controller (all campaigns made here are).")
     controller: str = Field(description="The controller driving it now (host:pid), or empty.")
     created_at: datetime
@@ -333,7 +339,7 @@ def trial_summary(trial: Trial | TrialBrief, parent: int | None) -> TrialSummary
 
 class CampaignDetailPublic(CampaignPublic):
     counts: dict[TrialStatus, int] = Field(description="Every status, 0 when no trial has it.")
-    trials_counted: int = Field(description="Trials that use up the budget: succeeded and failed ones.")
+    trials_counted: int = Field(description="Succeeded and failed trials, confirmation runs included.")
     direction: Direction | None = Field(
         description="The metric's direction; null when the environment is gone."
     )
@@ -376,6 +382,10 @@ class ConfirmedProgramPublic(BaseModel):
     val: EstimatePublic | None = Field(description="On the search's split, over the fresh seeds.")
     test: EstimatePublic | None = Field(description="On the environment's test split, over the fresh seeds.")
     failed: int
+    train_seconds: float | None = Field(
+        description="Its mean training time over the fresh seeds (the runner's clock)."
+    )
+    params: float | None = Field(description="Its parameters, when the evaluator reports them.")
     difference: DifferencePublic | None = Field(description="Against the baseline, on the reported split.")
     beyond_noise: bool
 

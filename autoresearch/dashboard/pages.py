@@ -20,12 +20,12 @@ from starlette.concurrency import run_in_threadpool
 
 from autoresearch import __version__
 from autoresearch.api.dependencies import settings_of, store_of
-from autoresearch.api.routes.campaigns import confirmed, installed_environment
 from autoresearch.dashboard import session
 from autoresearch.dashboard.diffs import CodeDiff, code_diff
 from autoresearch.domain.model import Campaign, FailureLabel, Scope, Trial, TrialStatus
 from autoresearch.errors import NotFound
 from autoresearch.services.auth import authenticate
+from autoresearch.services.reports import campaign_confirmation, direction_finder
 from autoresearch.services.store import Store
 
 HERE = Path(__file__).parent
@@ -149,14 +149,14 @@ def campaign_page(ref: str, request: Request) -> Response:
         campaign = store.get_campaign(ref)
     except NotFound as exc:
         return _not_found(viewer, str(exc))
-    env = installed_environment(settings_of(request), campaign.environment)
+    direction = direction_finder(settings_of(request))(campaign.environment)
     return render(
         "campaign.html",
         viewer=viewer,
         campaign=campaign,
         statuses=list(TrialStatus),
         labels=list(FailureLabel),
-        confirmed=confirmed(store, campaign, env.spec.metric.direction if env is not None else None),
+        confirmed=campaign_confirmation(store, campaign, direction),
     )
 
 

@@ -135,6 +135,7 @@ class Campaign:
     confirm_top: int = 0  # the best distinct programs re-run when the search ends
     confirm_seeds: int = 0  # fresh training seeds each of them (and the baseline) is re-run on
     race: int = 0  # re-runs of a child that looks like a new best, within noise, before it may be a parent
+    seconds_budget: float | None = None  # the search also stops once its trials trained this long in all
     agents: Mapping[str, Any] = field(default_factory=dict)  # LLM models, budgets (agents.AgentsConfig)
     distributed: bool = False  # driven by `autoresearch controller`, its trials run on workers
     controller: str = ""  # who holds the controller lease ("host:pid"), if anyone does

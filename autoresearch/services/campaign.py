@@ -149,6 +149,7 @@ def create_campaign(
     confirm_top: int = 0,
     confirm_seeds: int = 0,
     race: int = 0,
+    seconds_budget: float | None = None,
     agents: Mapping[str, Any] | None = None,
     distributed: bool = False,
 ) -> Campaign:
@@ -167,6 +168,8 @@ def create_campaign(
         raise ConfigError("--confirm-seeds 1 measures no noise: give at least 2, or 0 for no confirmation")
     if race < 0:
         raise ConfigError(f"--race must be 0 (no racing) or more, got {race}")
+    if seconds_budget is not None and not seconds_budget > 0:
+        raise ConfigError(f"--budget-seconds must be more than 0, got {seconds_budget}")
     preset_name, chosen = env.preset(preset)
     if unset := [key for key, path in chosen.inputs.items() if not path]:
         raise ConfigError(
@@ -187,6 +190,7 @@ def create_campaign(
         confirm_top=confirm_top,
         confirm_seeds=confirm_seeds,
         race=race,
+        seconds_budget=seconds_budget,
         agents=agents,
         distributed=distributed,
     )
@@ -382,23 +386,23 @@ class CampaignController:
             for t in self.lineage.trials.values()
             if t.role is TrialRole.CONFIRM and t.idea_id == trial.idea_id
         }
-        queued = []
-        for seed in fresh_seeds(self.campaign.train_seed, self.campaign.confirm_seeds):
-            if seed in done:
-                continue
-            rerun = self.store.add_trial(
-                self.campaign.id,
-                idea_id=trial.idea_id,
-                parent_id=trial.id,
-                seed=seed,
-                code_diff=trial.code_diff,
-                role=TrialRole.CONFIRM,
-                confirms=trial.id,
-            )
-            self.lineage.add(rerun)
-            self.ready.append(rerun)
-            queued.append(rerun)
-        return queued
+        seeds = fresh_seeds(self.campaign.train_seed, self.campaign.confirm_seeds)
+        return [self._rerun(trial, seed, TrialRole.CONFIRM) for seed in seeds if seed not in done]
+
+    def _rerun(self, trial: Trial, seed: int, role: TrialRole) -> Trial:
+        """Queue the trial's program once more, on another seed: a race or a confirmation of it."""
+        rerun = self.store.add_trial(
+            self.campaign.id,
+            idea_id=trial.idea_id,
+            parent_id=trial.id,
+            seed=seed,
+            code_diff=trial.code_diff,
+            role=role,
+            confirms=trial.id,
+        )
+        self.lineage.add(rerun)
+        self.ready.append(rerun)
+        return rerun
 
     def _follow_steering(self, cancel: threading.Event, *, now: bool = False) -> None:
         """Take in what people changed through the API, at most every STEERING_POLL_S: a pause or cancel,
@@ -505,9 +509,21 @@ class CampaignController:
     def _search_budget_left(
         self, running: Mapping[Future[Trial], Trial], implementing: Mapping[Any, Idea]
     ) -> int:
-        """Trials the search may still start: its budget less what ran and what is under way."""
+        """Trials the search may still start: its budget less what ran and what is under way; none once its
+        trials trained for the campaign's budget in seconds, when it has one."""
+        seconds = self.campaign.seconds_budget
+        if seconds is not None and self._trained_seconds() >= seconds:
+            return 0
         planned = sum(t.spends_search_budget for t in (*running.values(), *self.ready)) + len(implementing)
         return self.campaign.trial_budget - self.counted - planned
+
+    def _trained_seconds(self) -> float:
+        """How long the search's trials trained, by the runner's clock."""
+        return sum(
+            t.metrics.get("train_seconds", 0.0)
+            for t in self.lineage.trials.values()
+            if t.spends_search_budget and t.status.is_terminal
+        )
 
     # -- racing: a promising child is re-run before it may be a parent -----------------------------
     def noise(self) -> float | None:
@@ -547,20 +563,7 @@ class CampaignController:
         if self._search_budget_left(running, implementing) < len(seeds):
             self._stand(child)
             return True
-        self.racing[child.id] = []
-        for seed in seeds:
-            rerun = self.store.add_trial(
-                self.campaign.id,
-                idea_id=child.idea_id,
-                parent_id=child.id,
-                seed=seed,
-                code_diff=child.code_diff,
-                role=TrialRole.RACE,
-                confirms=child.id,
-            )
-            self.lineage.add(rerun)
-            self.ready.append(rerun)
-            self.racing[child.id].append(rerun.id)
+        self.racing[child.id] = [self._rerun(child, seed, TrialRole.RACE).id for seed in seeds]
         self.observer.note(
             f"trial {child.number} would be the new best, within the noise: re-running it on "
             f"{len(seeds)} more seed(s) before it may be a parent"
@@ -647,9 +650,8 @@ class CampaignController:
         )
         self.lineage.add(trial)
         self.ready.append(trial)
-        self._confirm(
-            trial
-        )  # first: the baseline's spread over seeds is the noise every gain is read against
+        # First: the baseline's spread over seeds is the noise every gain is read against.
+        self._confirm(trial)
         return trial
 
     def _retry(self, lost: Trial) -> Trial:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -58,6 +59,16 @@ def confirmation_report(
     if found is None:
         return None
 
+    runs: dict[int, list[Trial]] = {}
+    for t in trials:
+        if t.role is TrialRole.CONFIRM and t.is_scored:
+            runs.setdefault(t.idea_id, []).append(t)
+
+    def measured(c: Confirmed, key: str) -> float | None:
+        """What the runner or evaluator measured of its confirmation runs (the compute it spent)."""
+        values = [t.metrics[key] for t in runs.get(c.trial.idea_id, []) if key in t.metrics]
+        return statistics.fmean(values) if values else None
+
     def program(c: Confirmed) -> dict[str, Any]:
         difference = found.differences.get(c.trial.id)
         return {
@@ -67,6 +78,8 @@ def confirmation_report(
             "val": _estimate(c.val),
             "test": _estimate(c.test),
             "failed": c.failed,
+            "train_seconds": measured(c, "train_seconds"),
+            "params": measured(c, "params"),
             "difference": asdict(difference) if difference is not None else None,
             "beyond_noise": difference is not None and difference.beyond_noise(direction),
         }
@@ -82,6 +95,16 @@ def confirmation_report(
         "direction": str(direction),
     }
     return report | {"summary": _confirmation_summary(report)}
+
+
+def campaign_confirmation(
+    store: Store, campaign: Campaign, direction: Direction | None
+) -> dict[str, Any] | None:
+    """The confirmation report of a campaign that confirms; only those read every trial for it."""
+    if direction is None or not campaign.confirm_seeds:
+        return None
+    ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
+    return confirmation_report(store.list_trials(campaign.id), ideas, direction)
 
 
 def _confirmation_summary(report: dict[str, Any]) -> str:

@@ -575,8 +575,12 @@ def _cpu_model() -> str:
 
 
 def _measured(train: PhaseOutcome) -> dict[str, float]:
-    """What the runner itself measured of training, kept with the trial's metrics."""
-    return {} if train.peak_rss_mb is None else {"train_peak_rss_mb": round(train.peak_rss_mb, 1)}
+    """What the runner itself measured of training, kept with the trial's metrics: these, not what
+    training printed, are what a compute budget counts."""
+    measured = {"train_seconds": round(train.seconds, 3)}
+    if train.peak_rss_mb is not None:
+        measured["train_peak_rss_mb"] = round(train.peak_rss_mb, 1)
+    return measured
 
 
 def _digest(path: Path) -> str:

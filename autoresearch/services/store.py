@@ -55,6 +55,7 @@ class Store(ABC):
         confirm_top: int = 0,
         confirm_seeds: int = 0,
         race: int = 0,
+        seconds_budget: float | None = None,
         agents: Mapping[str, Any] | None = None,
         distributed: bool = False,
     ) -> Campaign:

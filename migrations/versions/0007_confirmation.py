@@ -1,5 +1,6 @@
-"""confirmed results: a campaign's training seed, confirmation and racing settings; each trial's role, the
-trial it re-runs, its test-split score and the record of what it ran on
+"""confirmed results: a campaign's training seed, confirmation and racing settings and its budget in
+training seconds; each trial's role, the trial it re-runs, its test-split score and the record of what
+it ran on
 
 Revision ID: 0007
 Revises: 0006
@@ -28,6 +29,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("confirm_top", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("confirm_seeds", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("race", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("seconds_budget", sa.Float(), nullable=True))
     op.execute("UPDATE campaigns SET train_seed = seed")  # they trained with their one seed
     op.drop_index("uq_trials_idea_id_first", table_name="trials")
     with op.batch_alter_table("trials") as batch:
@@ -64,6 +66,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("retry_of IS NULL"),
     )
     with op.batch_alter_table("campaigns") as batch:
+        batch.drop_column("seconds_budget")
         batch.drop_column("race")
         batch.drop_column("confirm_seeds")
         batch.drop_column("confirm_top")

@@ -96,6 +96,7 @@ class CampaignRow(Base):
     confirm_top: Mapped[int] = mapped_column(Integer, default=0)
     confirm_seeds: Mapped[int] = mapped_column(Integer, default=0)
     race: Mapped[int] = mapped_column(Integer, default=0)
+    seconds_budget: Mapped[float | None] = mapped_column(Float)  # training seconds the search may spend
     status: Mapped[str] = mapped_column(String(ENUM_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     agents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -344,6 +344,7 @@ def _campaign(row: Row[Any]) -> Campaign:
         confirm_top=row.confirm_top,
         confirm_seeds=row.confirm_seeds,
         race=row.race,
+        seconds_budget=row.seconds_budget,
         agents=dict(row.agents or {}),
         distributed=row.distributed,
         controller=row.controller if row.controller_expires_at is not None else "",
@@ -738,11 +739,13 @@ class SqlStore(Store):
         confirm_top: int = 0,
         confirm_seeds: int = 0,
         race: int = 0,
+        seconds_budget: float | None = None,
         agents: Mapping[str, Any] | None = None,
         distributed: bool = False,
     ) -> Campaign:
         values = {
             "race": race,
+            "seconds_budget": seconds_budget,
             "train_seed": train_seed,
             "confirm_top": confirm_top,
             "confirm_seeds": confirm_seeds,

@@ -43,7 +43,7 @@ from autoresearch.domain.model import (
 from autoresearch.environment import Environment
 from autoresearch.errors import AutoresearchError, ConfigError, Conflict, NotFound
 from autoresearch.services.campaign import COUNTED, create_campaign
-from autoresearch.services.reports import confirmation_report, usage_dict
+from autoresearch.services.reports import campaign_confirmation, usage_dict
 from autoresearch.services.store import Store
 from autoresearch.settings import Settings
 
@@ -117,11 +117,7 @@ def campaign_detail(
 
 
 def confirmed(store: Store, campaign: Campaign, direction: Direction | None) -> ConfirmationPublic | None:
-    """What confirmation runs say; only campaigns that confirm read every trial for it."""
-    if direction is None or not campaign.confirm_seeds:
-        return None
-    ideas = {idea.id: idea for idea in store.list_ideas(campaign.id)}
-    report = confirmation_report(store.list_trials(campaign.id), ideas, direction)
+    report = campaign_confirmation(store, campaign, direction)
     return ConfirmationPublic.model_validate(report) if report is not None else None
 
 
@@ -176,6 +172,7 @@ def submit_campaign(store: Store, settings: Settings, body: CampaignCreate) -> C
             confirm_top=settings.confirm_top if body.confirm_top is None else body.confirm_top,
             confirm_seeds=settings.confirm_seeds if body.confirm_seeds is None else body.confirm_seeds,
             race=settings.race if body.race is None else body.race,
+            seconds_budget=body.seconds_budget,
             name=body.name,
             goal=body.goal,
             agents=agents.model_dump(mode="json") if agents else None,
