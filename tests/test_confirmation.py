@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 
 import pytest
 
 from autoresearch.adapters.catalog import CatalogProposer
 from autoresearch.adapters.db import SqlStore
 from autoresearch.domain.confirmation import bootstrap_difference, fresh_seeds, race_seeds
-from autoresearch.domain.model import Direction, FailureLabel, TrialResult, TrialRole, TrialStatus
+from autoresearch.domain.model import Direction, FailureLabel, Trial, TrialResult, TrialRole, TrialStatus
 from autoresearch.environment import load_environment
 from autoresearch.errors import ConfigError
 from autoresearch.services import reports
 from autoresearch.services.campaign import CampaignController, CampaignOutcome, create_campaign
+from autoresearch.services.reproduce import Reproduction, Rerun
 from autoresearch.services.runner import TrialJob
 from autoresearch.testing import ENVIRONMENTS_DIR
 
@@ -198,3 +200,21 @@ def test_a_budget_in_training_seconds_stops_the_search_once_spent(store: SqlStor
     assert outcome.confirmed is not None  # it still confirms what it found
     with pytest.raises(ConfigError, match="budget-seconds"):
         _run(store, NoisyRecipe(), trials=2, seconds_budget=0.0)
+
+
+def _reproduction(recorded: float, reruns: list[float | None], campaign_noise: float | None) -> Reproduction:
+    trial = replace(TRIAL, score=recorded)
+    return Reproduction(trial, tuple(Rerun(seed, score) for seed, score in enumerate(reruns)), campaign_noise)
+
+
+TRIAL = Trial(id=1, campaign_id=1, number=3, idea_id=1, parent_id=None, status=TrialStatus.SUCCEEDED, seed=0)
+
+
+def test_a_re_run_reproduces_its_trial_within_the_noise_floor_and_only_then() -> None:
+    assert _reproduction(2.0, [2.0], None).reproduced is True  # the same score needs no floor
+    assert _reproduction(2.0, [2.01], None).reproduced is None  # nothing to judge a difference by
+    assert _reproduction(2.0, [2.01], 0.02).reproduced is True  # the campaign's baseline noise
+    assert _reproduction(2.0, [2.05], 0.02).reproduced is False
+    within = _reproduction(2.0, [2.05, 2.1, 2.0], None)  # the program's own spread over seeds: 0.05
+    assert within.program_noise == pytest.approx(0.05) and within.reproduced is True
+    assert _reproduction(2.0, [None, 2.0], 0.1).reproduced is False  # no score at its own seed
