@@ -395,9 +395,9 @@ def bench_preset(
             )
         result["campaigns"] = earlier["campaigns"]
     done = {(c["strategy"], c["replicate"]) for c in result["campaigns"]}
-    todo = [(s, r) for r in range(args.seeds) for s in STRATEGIES if (s, r) not in done]
+    todo = [(s, r) for r in range(args.seeds) for s in args.strategies if (s, r) not in done]
     print(
-        f"{env.name}/{plan.preset}: {len(STRATEGIES)} strategies x {args.seeds} replicates, "
+        f"{env.name}/{plan.preset}: {len(args.strategies)} strategies x {args.seeds} replicates, "
         f"{plan.trials} search trials each (race {plan.race}), then the top {plan.confirm_top} and the "
         f"baseline on {plan.confirm_seeds} fresh seeds; {plan.concurrency} trials at a time, "
         f"{args.jobs} campaign(s) at a time, sandbox {result['sandbox']}; "
@@ -476,7 +476,18 @@ def main() -> None:
         help="2 replicates of 4 trials, top 1 on 2 seeds: a check of the bench",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the campaigns the .json already holds")
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="the strategies to run (best-of-n, the reference, is always one); those already measured "
+        "are reported whatever this says",
+    )
     args = parser.parse_args()
+    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if unknown := [s for s in args.strategies if s not in STRATEGIES]:
+        raise SystemExit(f"--strategies: {unknown[0]!r} is not one of {', '.join(STRATEGIES)}")
+    if REFERENCE not in args.strategies:
+        args.strategies.append(REFERENCE)
     if args.quick:
         args.seeds, args.trials, args.confirm_top, args.confirm_seeds = 2, 4, 1, 2
     presets = list(_presets(args.envs))
