@@ -215,7 +215,7 @@ class LiveView:
 
     def trial_started(self, trial: Trial, idea: Idea) -> None:
         self.rows[trial.number] = (trial, idea)
-        self._refresh(f"trial {trial.number} started: {idea.title}")
+        self._refresh(f"trial {trial.number} started: {self._what(trial, idea)}")
 
     def trial_finished(self, trial: Trial, idea: Idea) -> None:
         self.rows[trial.number] = (trial, idea)
@@ -225,12 +225,12 @@ class LiveView:
         outcome = f"{self.metric} {trial.score:.4f}" if trial.is_scored else f"{trial.label}: {trial.reason}"
         if trial.test_score is not None:
             outcome += f", test {trial.test_score:.4f}"
-        what = (
-            idea.title
-            if trial.is_search
-            else f"{trial.role} of trial {self._number(trial.confirms)}, seed {trial.seed}: {idea.title}"
-        )
-        self._refresh(f"trial {trial.number} {trial.status}: {outcome}  ({what})")
+        self._refresh(f"trial {trial.number} {trial.status}: {outcome}  ({self._what(trial, idea)})")
+
+    def _what(self, trial: Trial, idea: Idea) -> str:
+        if trial.is_search:
+            return idea.title
+        return f"{trial.role} of trial {self._number(trial.confirms)}, seed {trial.seed}: {idea.title}"
 
     def _number(self, trial_id: int | None) -> int | str:
         return next((t.number for t, _ in self.rows.values() if t.id == trial_id), "?")
@@ -432,42 +432,36 @@ def _print_outcome(store: Store, outcome: CampaignOutcome, env: Environment) -> 
 
 
 def _print_confirmed(confirmed: dict[str, Any]) -> None:
-    """The confirmed programs, search score beside the fresh seeds' scores, and the verdict."""
+    """Each confirmed program: its search score beside its scores on fresh seeds (and the test split), its
+    difference to the baseline with its interval, what it spent; then the verdict. Lines, not a table:
+    they read at any width, in a log as on a terminal."""
     split = confirmed["split"]
-    table = Table(title=f"confirmed on fresh seeds (reported on {split})", title_justify="left")
-    for column in (
-        "trial",
-        "idea",
-        "search",
-        "fresh seeds: val",
-        "sd",
-        split if split == "test" else "",
-        "vs baseline",
-        "95 % interval",
-        "train s",
-        "params",
-    ):
-        if column:
-            table.add_column(column, justify="left" if column == "idea" else "right")
+    where = "the test split, which the search never saw" if split == "test" else "the search's split"
+    console.print(f"[b]confirmed on fresh seeds, reported on {where}:[/]")
     for row in (confirmed["baseline"], *confirmed["candidates"]):
-        val, reported, difference = row["val"], row[split], row["difference"]
-        cells = [
-            str(row["trial"]),
-            row["idea"],
-            _fmt(row["search_score"]),
-            f"{_fmt(val['mean'] if val else None)}" + (f" (n={val['n']})" if val else ""),
-            _fmt(val["sd"] if val else None),
-        ]
-        if split == "test":
-            cells.append(_fmt(reported["mean"] if reported else None))
-        cells.append(f"{difference['mean']:+.4f}" if difference else "")
-        cells.append(f"[{difference['low']:+.4f}, {difference['high']:+.4f}]" if difference else "")
-        # What it spent: a gain bought with a bigger model or longer training shows here.
-        cells.append(f"{row['train_seconds']:.1f}" if row["train_seconds"] is not None else "")
-        cells.append(f"{row['params']:,.0f}" if row["params"] is not None else "")
-        style = "green" if row["beyond_noise"] else None
-        table.add_row(*cells, style=style)
-    console.print(table)
+        val, test, difference = row["val"], row["test"], row["difference"]
+        colour = "green" if row["beyond_noise"] else "default"
+        console.print(f"  [b {colour}]trial {row['trial']}[/]  {escape(row['idea'])}", highlight=False)
+        scores = [f"search {_fmt(row['search_score'])}"]
+        if val:
+            sd = f", sd {val['sd']:.4f}" if val["sd"] is not None else ""
+            scores.append(f"fresh seeds {val['mean']:.4f} (n={val['n']}{sd})")
+        if test:
+            scores.append(f"test {test['mean']:.4f}")
+        if row["failed"]:
+            scores.append(f"[red]{row['failed']} failed[/]")
+        console.print("      " + " · ".join(scores), highlight=False)
+        spent = [f"{row['train_seconds']:.1f} s training"] if row["train_seconds"] is not None else []
+        if row["params"] is not None:
+            spent.append(f"{row['params']:,.0f} params")
+        if difference:
+            spent.insert(
+                0,
+                f"{difference['mean']:+.4f} vs baseline, 95 % interval "
+                f"[{difference['low']:+.4f}, {difference['high']:+.4f}]",
+            )
+        if spent:
+            console.print("      " + " · ".join(spent), highlight=False)
     colour = "green" if confirmed["improved"] else "yellow"
     console.print(f"[b {colour}]{escape(confirmed['summary'])}[/]", highlight=False)
 

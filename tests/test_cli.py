@@ -293,7 +293,7 @@ def test_a_nanogpt_smoke_campaign_scores_or_labels_every_trial_and_confirms_its_
         "--name",
         "smoke",
     )
-    assert "confirmed on fresh seeds (reported on test)" in done.stdout
+    assert "confirmed on fresh seeds, reported on the test split" in done.stdout
     assert "beyond noise" in done.stdout  # the verdict, whichever way it went
     rows = json.loads(cli("campaigns", "--json").stdout)
     assert rows[0]["trials_done"] == 8

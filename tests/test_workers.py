@@ -374,7 +374,7 @@ def test_a_nanogpt_campaign_runs_across_an_implement_worker_and_two_trial_worker
     store.close()
     assert campaign.status is CampaignStatus.FINISHED
     assert "best of the search (trial" in cli.stdout or "no trial beat" in cli.stdout
-    assert "confirmed on fresh seeds (reported on test)" in cli.stdout
+    assert "confirmed on fresh seeds, reported on the test split" in cli.stdout
     assert all(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in trials)
     confirmations = [t for t in trials if t.role is TrialRole.CONFIRM]
     assert len(trials) - len(confirmations) == 6 and len(confirmations) in (
