@@ -111,16 +111,14 @@ def _confirmation_summary(report: dict[str, Any]) -> str:
     split = "the test split" if report["split"] == "test" else "fresh seeds of the search's split"
     base = report["baseline"][report["split"]]
     noise = (
-        f"baseline {base['mean']:.4f}, sd {base['sd']:.4f} over {base['n']} seeds"
+        f" (baseline {base['mean']:.4f}, sd {base['sd']:.4f} over {base['n']} seeds)"
         if base and base["sd"]
         else ""
     )
     if report["pending"]:
         return f"confirmation is running: {report['pending']} trials to go"
     if report["winner"] is None:
-        return "nothing to confirm: no program other than the baseline scored" + (
-            f" ({noise})" if noise else ""
-        )
+        return f"nothing to confirm: no program other than the baseline scored{noise}"
     winner = next(c for c in report["candidates"] if c["trial"] == report["winner"])
     difference, measured = winner["difference"], winner[report["split"]]
     if difference is None or measured is None:
@@ -131,9 +129,9 @@ def _confirmation_summary(report: dict[str, Any]) -> str:
         f"{measured['n']} seeds, {difference['mean']:+.4f} vs the baseline, {interval}"
     )
     if report["improved"]:
-        return f"improved beyond noise: {said} ({noise})"
+        return f"improved beyond noise: {said}{noise}"
     worse = difference["low"] > 0 if report["direction"] == Direction.MINIMIZE else difference["high"] < 0
-    return f"nothing beyond noise: {said}, {'worse than the baseline' if worse else 'which includes zero'} ({noise})"
+    return f"nothing beyond noise: {said}, {'worse than the baseline' if worse else 'which includes zero'}{noise}"
 
 
 def campaign_dict(campaign: Campaign) -> dict[str, Any]:
