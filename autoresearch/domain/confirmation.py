@@ -60,7 +60,7 @@ class Estimate:
 
     @property
     def sd(self) -> float | None:
-        return statistics.stdev(self.scores) if self.n > 1 else None
+        return seed_noise(self.scores)
 
 
 @dataclass(frozen=True)
