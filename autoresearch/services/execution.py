@@ -151,15 +151,7 @@ class LocalExecution:
             self._release(placement)
             return _done(self.store.get_trial(trial.id))
         devices = placement.devices if placement is not None else None
-        job = TrialJob(
-            trial.campaign_id,
-            trial.id,
-            trial.number,
-            trial.seed,
-            code,
-            devices=devices,
-            certify=trial.certifies,
-        )
+        job = TrialJob.of(trial, code, devices)
         return self.pool.submit(self._run, job, placement, cancel)
 
     def _run(self, job: TrialJob, placement: Placement | None, cancel: threading.Event) -> Trial:

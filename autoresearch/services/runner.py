@@ -43,7 +43,7 @@ from autoresearch.adapters.sandbox import (
     first_private,
     limit_file_size,
 )
-from autoresearch.domain.model import FailureLabel, TrialResult
+from autoresearch.domain.model import FailureLabel, Trial, TrialResult
 from autoresearch.environment import Environment, Preset
 from autoresearch.errors import ConfigError
 from autoresearch.settings import PACKAGE_DIR, Settings, bundled_path
@@ -76,6 +76,19 @@ class TrialJob:
     folder: str = ""  # under the campaign's trial folders; default: the trial's number
     devices: tuple[str, ...] | None = None  # the GPUs placed for it; None: what this process sees
     certify: bool = False  # also score it on the environment's test split (confirmation runs only)
+
+    @classmethod
+    def of(cls, trial: Trial, code: Mapping[str, str], devices: tuple[str, ...] | None = None) -> TrialJob:
+        """The job that runs a recorded trial."""
+        return cls(
+            trial.campaign_id,
+            trial.id,
+            trial.number,
+            trial.seed,
+            code,
+            devices=devices,
+            certify=trial.certifies,
+        )
 
 
 @dataclass(frozen=True)

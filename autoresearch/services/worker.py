@@ -85,15 +85,7 @@ def execute_trial(
     beating = threading.Thread(target=heartbeat, name=f"lease-{trial.id}", daemon=True)
     beating.start()
     try:
-        job = TrialJob(
-            campaign.id,
-            trial.id,
-            trial.number,
-            trial.seed,
-            code,
-            devices=devices,
-            certify=trial.certifies,
-        )
+        job = TrialJob.of(trial, code, devices)
         result = runner_for(env, campaign.preset).run(job, lost)
     finally:
         done.set()
