@@ -104,6 +104,7 @@ def test_a_real_gain_is_confirmed_on_fresh_seeds_and_reported_on_the_test_split(
     search = [t for t in trials if t.role is TrialRole.SEARCH]
     confirm = [t for t in trials if t.role is TrialRole.CONFIRM]
     assert sum(t.status in (TrialStatus.SUCCEEDED, TrialStatus.FAILED) for t in search) == 8  # the budget
+    assert sum(store.count_trials(outcome.campaign.id, budget_only=True).values()) == len(search)
     assert {t.seed for t in search} == {7}
     assert len(confirm) == 3 * 3  # the baseline and the best 2, on 3 fresh seeds each
     assert {t.seed for t in confirm} == set(fresh_seeds(7, 3)) and 7 not in fresh_seeds(7, 3)

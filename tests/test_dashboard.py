@@ -15,7 +15,16 @@ import pytest
 from autoresearch.adapters.db import SqlStore, open_store
 from autoresearch.api import create_app
 from autoresearch.domain.diffs import make_diff
-from autoresearch.domain.model import Campaign, FailureLabel, IdeaOrigin, Role, Scope, Trial, TrialResult
+from autoresearch.domain.model import (
+    Campaign,
+    FailureLabel,
+    IdeaOrigin,
+    Role,
+    Scope,
+    Trial,
+    TrialResult,
+    TrialRole,
+)
 from autoresearch.environment import load_environment
 from autoresearch.services.auth import issue_token
 from autoresearch.settings import Settings
@@ -349,6 +358,82 @@ def test_a_trial_page_shows_its_diff_highlighted(page: Watched, site: Site) -> N
     page.page.wait_for_selector("#code-diff .d2h-file-wrapper")
     page.page.wait_for_selector("#metrics tbody tr")
     page.shoot("compare")
+    assert page.errors == []
+
+
+def make_confirmed_campaign(store: SqlStore) -> Campaign:
+    """A finished campaign on `tiny` whose baseline and one child were re-run on two fresh seeds."""
+    env = load_environment(ENVIRONMENTS_DIR / "tiny")
+    baseline_code = env.read_editable()
+    campaign = store.create_campaign(
+        name="tiny-confirmed",
+        environment="tiny",
+        preset="quick",
+        strategy="evolve",
+        goal="lower loss",
+        trial_budget=2,
+        concurrency=1,
+        seed=0,
+        confirm_top=1,
+        confirm_seeds=2,
+    )
+
+    def run(trial: Trial, score: float, test: float | None = None) -> Trial:
+        assert store.claim_trial(trial.id) is not None
+        record = {"environment": "tiny", "seed": trial.seed, "sandbox": "bwrap"}
+        result = TrialResult.scored(score, duration_s=1.0, test_score=test, record=record)
+        finished = store.finish_trial(trial.id, result)
+        assert finished is not None
+        return finished
+
+    baseline_idea = store.add_idea(campaign.id, hypothesis="baseline", origin=IdeaOrigin.BASELINE)
+    baseline = run(store.add_trial(campaign.id, idea_id=baseline_idea.id, parent_id=None, seed=0), 11.0)
+    idea = store.add_idea(
+        campaign.id, hypothesis="Set x to 3.", origin=IdeaOrigin.CATALOG, parent_trial_ids=(baseline.id,)
+    )
+    code_diff = make_diff(baseline_code, dict(baseline_code, **{"recipe.py": recipe(3.0, 0.0)}))
+    child = run(
+        store.add_trial(campaign.id, idea_id=idea.id, parent_id=baseline.id, seed=0, code_diff=code_diff), 2.0
+    )
+    for seed, (base, better) in {1: (11.2, 2.1), 2: (10.9, 1.9)}.items():
+        for trial, score in ((baseline, base), (child, better)):
+            rerun = store.add_trial(
+                campaign.id,
+                idea_id=trial.idea_id,
+                parent_id=trial.id,
+                seed=seed,
+                code_diff=trial.code_diff,
+                role=TrialRole.CONFIRM,
+                confirms=trial.id,
+            )
+            run(rerun, score, test=score + 0.5)
+    return campaign
+
+
+def test_a_confirmed_campaign_shows_search_and_confirmed_scores_side_by_side(
+    page: Watched, site: Site
+) -> None:
+    campaign = make_confirmed_campaign(site.store)
+    sign_in(page.page, site)
+    page.page.goto(f"{site.url}/campaigns/{campaign.name}")
+    card = page.page.wait_for_selector("#confirmed")
+    assert card is not None
+    assert "improved beyond noise: trial 1" in (page.page.text_content("#confirmed .verdict") or "")
+    rows = page.page.query_selector_all("#confirmed tbody tr")
+    cells = [[cell.inner_text() for cell in row.query_selector_all("td")] for row in rows]
+    assert [row[:3] for row in cells] == [["#0", "baseline", "11.0000"], ["#1", "Set x to 3", "2.0000"]]
+    assert cells[1][3] == "2.0000 (n=2)" and cells[1][5] == "2.5000"  # fresh seeds, then the test split
+    assert cells[1][6] == "-9.0500"  # the mean of 2.1 - 11.2 and 1.9 - 10.9, paired by seed
+    expect(page.page.locator("#budget")).to_contain_text("2 of 2")  # confirmation comes on top of the budget
+    page.shoot("confirmed")
+
+    rerun = site.store.get_trial_by_number(campaign.id, 5)  # the child's confirmation on seed 2
+    page.page.goto(f"{site.url}/campaigns/{campaign.name}/trials/{rerun.number}")
+    role = page.page.text_content("#role") or ""
+    assert "confirm: trial #5 re-runs the program of #1" in " ".join(role.split())
+    assert "at seed 2; on the test split it scored 2.4000" in " ".join(role.split())
+    page.page.click("#record summary")
+    assert "bwrap" in (page.page.text_content("#record") or "")
     assert page.errors == []
 
 

@@ -339,7 +339,10 @@ def trial_summary(trial: Trial | TrialBrief, parent: int | None) -> TrialSummary
 
 class CampaignDetailPublic(CampaignPublic):
     counts: dict[TrialStatus, int] = Field(description="Every status, 0 when no trial has it.")
-    trials_counted: int = Field(description="Succeeded and failed trials, confirmation runs included.")
+    trials_counted: int = Field(
+        description="Trials that use up the budget: succeeded and failed search trials and races (confirmation "
+        "comes on top)."
+    )
     direction: Direction | None = Field(
         description="The metric's direction; null when the environment is gone."
     )

@@ -110,6 +110,10 @@ class TrialRole(enum.StrEnum):
     CONFIRM = "confirm"  # a re-run of a searched program on a fresh seed, scored on the test split too
 
 
+# Search trials and their races use up the trial budget; confirmation comes on top of it.
+BUDGET_ROLES = (TrialRole.SEARCH, TrialRole.RACE)
+
+
 class Role(enum.StrEnum):
     """The LLM agents of a campaign; each has its own model, prompts and budget."""
 
@@ -275,8 +279,7 @@ class Trial:
 
     @property
     def spends_search_budget(self) -> bool:
-        """Search trials and their races use up the trial budget; confirmation comes on top of it."""
-        return self.role is not TrialRole.CONFIRM
+        return self.role in BUDGET_ROLES
 
     @property
     def is_scored(self) -> bool:

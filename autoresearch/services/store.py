@@ -229,8 +229,9 @@ class Store(ABC):
         """Seconds every trial of the campaign ran, failed and interrupted ones too."""
 
     @abstractmethod
-    def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
-        """Every status present, with its count."""
+    def count_trials(self, campaign_id: int, *, budget_only: bool = False) -> dict[TrialStatus, int]:
+        """Every status present, with its count; of the trials that spend the budget only (the search's and
+        its races, no confirmation) when `budget_only`."""
 
     # patches ---------------------------------------------------------------------------------
     @abstractmethod

@@ -71,6 +71,7 @@ from autoresearch.adapters.db.models import (
     utc_now,
 )
 from autoresearch.domain.model import (
+    BUDGET_ROLES,
     ApiToken,
     Campaign,
     CampaignStatus,
@@ -218,6 +219,7 @@ _TRIAL_COUNTS = (
     .where(TrialRow.campaign_id == bindparam("campaign_id"))
     .group_by(TrialRow.status)
 )
+_BUDGET_COUNTS = _TRIAL_COUNTS.where(TrialRow.role.in_([str(role) for role in BUDGET_ROLES]))
 _NEXT_NUMBER = (
     select(func.coalesce(func.max(TrialRow.number) + 1, 0))
     .where(TrialRow.campaign_id == bindparam("numbered_in"))
@@ -1247,9 +1249,10 @@ class SqlStore(Store):
         with self._reading() as connection:
             return float(connection.execute(statement).scalar_one() or 0.0)
 
-    def count_trials(self, campaign_id: int) -> dict[TrialStatus, int]:
+    def count_trials(self, campaign_id: int, *, budget_only: bool = False) -> dict[TrialStatus, int]:
+        statement = _BUDGET_COUNTS if budget_only else _TRIAL_COUNTS
         with self._reading() as connection:
-            rows = connection.execute(_TRIAL_COUNTS, {"campaign_id": campaign_id})
+            rows = connection.execute(statement, {"campaign_id": campaign_id})
             counts = {TrialStatus(status): n for status, n in rows}
             if not counts:
                 self._require(connection, _CAMPAIGN_BY_ID, {"campaign_id": campaign_id}, "campaign")

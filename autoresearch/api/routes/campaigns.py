@@ -105,7 +105,7 @@ def campaign_detail(
     return CampaignDetailPublic(
         **CampaignPublic.model_validate(campaign).model_dump(),
         counts={s: counts.get(s, 0) for s in TrialStatus},
-        trials_counted=sum(counts.get(s, 0) for s in COUNTED),
+        trials_counted=sum(store.count_trials(campaign.id, budget_only=True).get(s, 0) for s in COUNTED),
         direction=direction,
         best=best_trial(store, campaign, direction),
         agents=agents_public(campaign),
@@ -270,7 +270,7 @@ def update_limits(store: Store, campaign: Campaign, body: CampaignUpdate) -> Cam
     if campaign.status in _ENDED:
         raise Conflict(f"campaign {campaign.name!r} is {campaign.status}: its limits no longer matter")
     if body.trials is not None:
-        counts = store.count_trials(campaign.id)
+        counts = store.count_trials(campaign.id, budget_only=True)
         counted = sum(counts.get(s, 0) for s in COUNTED)
         if body.trials < counted:
             raise ConfigError(f"trials: {body.trials} is below the {counted} trials the campaign has counted")
