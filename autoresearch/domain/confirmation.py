@@ -109,9 +109,15 @@ class Confirmed:
     """One program as confirmation measured it."""
 
     trial: Trial  # the search trial it re-ran (for the baseline: the baseline's search run)
+    runs: tuple[Trial, ...]  # its confirmation trials
     val: Mapping[int, float]  # seed -> score on the search's split
     test: Mapping[int, float]  # seed -> score on the test split (empty without one)
     failed: int  # confirmation runs that ended without a score
+
+    def measured(self, key: str) -> float | None:
+        """The mean of a metric over its scored runs (what the runner or evaluator measured), if any has it."""
+        values = [t.metrics[key] for t in self.runs if t.is_scored and key in t.metrics]
+        return statistics.fmean(values) if values else None
 
     def on(self, split: str) -> Mapping[int, float]:
         return self.test if split == "test" else self.val
@@ -173,6 +179,7 @@ def verdict(trials: Sequence[Trial], baseline: Trial, direction: Direction) -> V
         scored = [t for t in idea_runs if t.is_scored and t.score is not None]
         return Confirmed(
             trial=by_id.get(idea_runs[0].confirms or 0, idea_runs[0]),
+            runs=tuple(idea_runs),
             val={t.seed: t.score for t in scored if t.score is not None},
             test={t.seed: t.test_score for t in scored if t.test_score is not None},
             failed=sum(t.status is TrialStatus.FAILED for t in idea_runs),

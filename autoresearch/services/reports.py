@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -59,16 +58,6 @@ def confirmation_report(
     if found is None:
         return None
 
-    runs: dict[int, list[Trial]] = {}
-    for t in trials:
-        if t.role is TrialRole.CONFIRM and t.is_scored:
-            runs.setdefault(t.idea_id, []).append(t)
-
-    def measured(c: Confirmed, key: str) -> float | None:
-        """What the runner or evaluator measured of its confirmation runs (the compute it spent)."""
-        values = [t.metrics[key] for t in runs.get(c.trial.idea_id, []) if key in t.metrics]
-        return statistics.fmean(values) if values else None
-
     def program(c: Confirmed) -> dict[str, Any]:
         difference = found.differences.get(c.trial.id)
         return {
@@ -78,8 +67,8 @@ def confirmation_report(
             "val": _estimate(c.val),
             "test": _estimate(c.test),
             "failed": c.failed,
-            "train_seconds": measured(c, "train_seconds"),
-            "params": measured(c, "params"),
+            "train_seconds": c.measured("train_seconds"),  # what it spent
+            "params": c.measured("params"),
             "difference": asdict(difference) if difference is not None else None,
             "beyond_noise": difference is not None and difference.beyond_noise(direction),
         }
